@@ -1,0 +1,34 @@
+# The README's commands.  The build itself is Meson + Ninja in build/.
+PREFIX ?= /usr/local
+BUILD ?= build
+MESON_OPTS ?=
+
+.PHONY: all deps build check demo bench fuzz soak install clean
+
+all: build
+
+deps:
+	@scripts/deps.sh check
+
+$(BUILD)/build.ninja:
+	@scripts/deps.sh build
+	meson setup $(BUILD) --prefix=$(PREFIX) -Dwerror=$(if $(CI),true,false) $(MESON_OPTS)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+check: deps build
+	@scripts/check.sh $(BUILD)
+
+demo: deps build
+	@scripts/demo.sh $(BUILD)
+
+bench: build
+	@scripts/deps.sh bench
+	@echo "bench: not yet implemented (see the benchmark issue)"; exit 1
+
+install: build
+	meson install -C $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,51 @@
+/* The control protocol between librettod and its clients (CLI, runtime). */
+#ifndef LIBRETTO_CTL_H
+#define LIBRETTO_CTL_H
+
+/*
+ * Transport: a SOCK_SEQPACKET UNIX socket at LIBRETTO_CONTROL_PATH (the
+ * environment variable LIBRETTO_CONTROL overrides it).  One request is one
+ * message, one reply is one message; a message is at most CTL_MSG_MAX bytes
+ * of text, one "key=value" per line (wireguard-tools style).  The first line
+ * of a request is the command name alone.  Every reply ends with the line
+ * "errno=N" (0 on success, a positive errno value on failure), preceded by
+ * "error=<one line of human text>" when N != 0.
+ *
+ * File descriptors travel with a reply as SCM_RIGHTS; the reply's "fds=" key
+ * names them in order, comma separated (e.g. "fds=xsk,umem,region").
+ *
+ * Commands:
+ *
+ *   register      keys: name=, mode=direct, ip=auto|A.B.C.D, vf=auto|NAME,
+ *                 backend=afxdp|afpacket|auto   (auto = AF_XDP, AF_PACKET
+ *                 only if AF_XDP cannot be set up; "afxdp" never falls back)
+ *                 The peer's pid is taken from SO_PEERCRED.  The connection
+ *                 that sent "register" is the application's lease: when it is
+ *                 closed by every holder (EOF), the VF and IP are released.
+ *                 Reply keys: id=, name=, ip=, prefix=, gateway=, mac=,
+ *                 vf=, ifindex=, backend=, umem_size=, frame_size=,
+ *                 ring_size=, fds=xsk,umem,region (afxdp) or
+ *                 fds=packet,region (afpacket).
+ *   ps            reply: "apps=N" then, per application, one line
+ *                 "app=<id> name= pid= alive=0|1 mode= ip= mac= vf= backend=
+ *                 rx_packets= rx_bytes= tx_packets= tx_bytes= ports=tcp:80,udp:53"
+ *                 (the whole record on one line, space separated key=value).
+ *   status        reply: nic=, shared_ip=, pool=A-B, vfs=vf1:free,vf2:<app id>,...
+ *   shutdown      librettod releases everything it holds and exits.
+ */
+
+#define LIBRETTO_CONTROL_DIR "/run/librettos"
+#define LIBRETTO_CONTROL_PATH LIBRETTO_CONTROL_DIR "/control.sock"
+#define CTL_MSG_MAX 65536
+#define CTL_MAX_FDS 8
+
+/*
+ * Environment handed by `libretto run` to the preloaded runtime.  The value
+ * is one line of space-separated key=value pairs: the register reply plus
+ * "<name>_fd=N" for each received descriptor and "ctl_fd=N" for the lease.
+ * The runtime removes it (and LD_PRELOAD) from its environment at start-up,
+ * so programs the application execs run on the kernel stack.
+ */
+#define LIBRETTO_LEASE_ENV "LIBRETTO_LEASE"
+
+#endif

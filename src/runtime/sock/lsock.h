@@ -1,0 +1,132 @@
+/* The socket layer: our own TCP/UDP socket objects on lwIP's raw API. */
+#ifndef LIBRETTO_LSOCK_H
+#define LIBRETTO_LSOCK_H
+
+#include <stdbool.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+/*
+ * A struct lsock is one open socket description (what Linux calls the open
+ * file): dup'ed descriptors share it.  Every lsock has a kernel socket of the
+ * same domain and type behind it, kfd, created by the interposition layer;
+ * the kernel fd reserves the descriptor number and carries what AF_XDP never
+ * sees:
+ *   - connect()/sendto() to a destination !stack_routes(dst) (loopback, other
+ *     subnets): lsock_connect() returns -EXDEV before touching lwIP and the
+ *     interposition layer turns the descriptor into a plain kernel socket
+ *     (forgets the lsock, calls real connect on kfd).  An unconnected UDP
+ *     socket's sendto to such a destination is sent on kfd by the lsock.
+ *   - a TCP listener bound to INADDR_ANY or a loopback address also listens
+ *     on kfd (same port), so local clients reach it; lsock_accept() returns
+ *     connections from either (a kernel one as *new_kfd).  A UDP socket bound
+ *     to INADDR_ANY also receives on kfd.  lsock_kernel_events() tells the
+ *     waiters which kfd events to watch for that.
+ *
+ * Conventions: functions return 0 / a byte count, or -errno; they never set
+ * errno.  Blocking calls block only when the socket is blocking (see
+ * lsock_set_nonblock) and the flags lack MSG_DONTWAIT; they honour
+ * SO_RCVTIMEO/SO_SNDTIMEO (-EAGAIN on expiry, as Linux) and return -EINTR
+ * when a signal handler ran while they waited.  All functions are
+ * thread-safe: they take the stack lock internally and never hold it while
+ * sleeping.  Nothing here raises SIGPIPE: lsock_send* returns -EPIPE and the
+ * interposition layer raises SIGPIPE unless MSG_NOSIGNAL.
+ */
+struct lsock;
+
+/*
+ * Readiness watchers (epoll sets, poll/select calls, blocked threads).
+ * notify() is called with the stack lock held, whenever the socket's
+ * readiness may have changed, with the current EPOLL* mask (EPOLLIN, EPOLLOUT,
+ * EPOLLERR, EPOLLHUP, EPOLLRDHUP, EPOLLPRI never).  It must not block or call
+ * back into lsock; typically it marks something ready and writes an eventfd.
+ * A watch is added/removed with lsock_watch_add/del (they take the lock);
+ * after lsock_watch_del returns, notify() is no longer running or called.
+ */
+struct lsock_watch {
+	void (*notify)(struct lsock_watch *w, uint32_t events);
+	void *arg;
+	LIST_ENTRY(lsock_watch) link;
+};
+
+/* Create for AF_INET SOCK_STREAM/SOCK_DGRAM (type without flag bits);
+ * kfd is the kernel socket behind it (owned by the caller, not closed here). */
+int lsock_create(int kfd, int type, struct lsock **out);
+
+/* References: hold/drop pin the memory (an in-flight call holds one).
+ * fd_get/fd_put count descriptors naming the description; the last fd_put
+ * performs close() semantics (graceful FIN, or RST when SO_LINGER 0 or
+ * unread data is pending, as Linux) and wakes every waiter. */
+void lsock_hold(struct lsock *s);
+void lsock_drop(struct lsock *s);
+void lsock_fd_get(struct lsock *s);
+void lsock_fd_put(struct lsock *s);
+
+int lsock_kfd(const struct lsock *s);
+bool lsock_is_stream(const struct lsock *s);
+void lsock_set_nonblock(struct lsock *s, bool on);
+bool lsock_nonblock(const struct lsock *s);
+
+int lsock_bind(struct lsock *s, const struct sockaddr *sa, socklen_t len);
+int lsock_listen(struct lsock *s, int backlog);
+/* On success exactly one of *new_s (a libOS connection, fd refs 0, one
+ * hold) or *new_kfd (a kernel connection from kfd's listener, >= 0) is set.
+ * flags: SOCK_NONBLOCK applies to the new socket; the caller handles
+ * SOCK_CLOEXEC on the descriptor. */
+int lsock_accept(struct lsock *s, struct lsock **new_s, int *new_kfd,
+		 struct sockaddr *sa, socklen_t *len, int flags);
+/* -EXDEV: the destination is not ours, use the kernel fd (see above).
+ * Non-blocking: -EINPROGRESS, then SO_ERROR says how it ended. */
+int lsock_connect(struct lsock *s, const struct sockaddr *sa, socklen_t len);
+int lsock_shutdown(struct lsock *s, int how);
+
+ssize_t lsock_sendmsg(struct lsock *s, const struct msghdr *msg, int flags);
+ssize_t lsock_recvmsg(struct lsock *s, struct msghdr *msg, int flags);
+
+int lsock_getsockopt(struct lsock *s, int level, int name, void *val, socklen_t *len);
+int lsock_setsockopt(struct lsock *s, int level, int name, const void *val, socklen_t len);
+int lsock_getsockname(struct lsock *s, struct sockaddr *sa, socklen_t *len);
+int lsock_getpeername(struct lsock *s, struct sockaddr *sa, socklen_t *len);
+/* FIONREAD/SIOCINQ, SIOCOUTQ, FIONBIO (int *arg). -ENOTTY for others. */
+int lsock_ioctl(struct lsock *s, unsigned long req, void *arg);
+
+/* Current readiness (EPOLL* mask) of the libOS side, without side effects. */
+uint32_t lsock_events(struct lsock *s);
+/* EPOLL* events to watch on lsock_kfd() as well (0 when the kernel fd
+ * carries nothing, e.g. an unbound or connected libOS socket). */
+uint32_t lsock_kernel_events(struct lsock *s);
+void lsock_watch_add(struct lsock *s, struct lsock_watch *w);
+void lsock_watch_del(struct lsock *s, struct lsock_watch *w);
+
+/*
+ * Waiters: how a thread sleeps until a libOS socket (or a kernel fd) is
+ * ready.  One per thread (lazily made, freed at thread exit), built on an
+ * eventfd.  Protocol, free of lost wake-ups:
+ *
+ *	w = lsock_waiter_self();
+ *	register w with the sockets (a watch whose notify calls
+ *	  lsock_waiter_wake(w)), then loop:
+ *	lsock_waiter_arm(w);          clear the woken flag, drain the eventfd
+ *	check the condition;          e.g. lsock_events(s) & EPOLLIN
+ *	lsock_waiter_sleep(w, ...);   returns at once if woken since arm
+ *
+ * lsock_waiter_sleep() first spins briefly (bounded, tens of microseconds,
+ * calling stack_poll() so the sleeping thread runs the stack itself), then
+ * sleeps in real ppoll() on the eventfd plus the extra pollfds (their revents
+ * are filled), with the given signal mask (NULL: unchanged) and timeout
+ * (timeout_ms < 0: forever).  Returns 0 when woken or an extra fd is ready,
+ * -ETIMEDOUT, or -EINTR (a signal handler ran).  lsock_waiter_wake() may be
+ * called from any thread, with or without the stack lock.
+ */
+struct lsock_waiter;
+struct lsock_waiter *lsock_waiter_self(void);
+void lsock_waiter_wake(struct lsock_waiter *w);
+void lsock_waiter_arm(struct lsock_waiter *w);
+struct pollfd;
+int lsock_waiter_sleep(struct lsock_waiter *w, struct pollfd *extra, int nextra,
+		       int timeout_ms, const sigset_t *mask);
+
+#endif

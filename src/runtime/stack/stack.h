@@ -1,0 +1,56 @@
+/* The in-process TCP/IP stack: lwIP, its one netif, the progress thread. */
+#ifndef LIBRETTO_STACK_H
+#define LIBRETTO_STACK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <netinet/in.h>
+
+#include "libretto/region.h"
+
+/*
+ * Locking: every lwIP raw-API call and every access to socket-layer state
+ * shared with lwIP callbacks happens under the stack lock, which is lwIP's
+ * core lock (LOCK_TCPIP_CORE).  It is not recursive.  lwIP's tcpip thread
+ * runs the TCP timers under the same lock.
+ *
+ * The progress thread waits on the NIC's wait fd (bounded spin, then sleep),
+ * takes the lock and feeds received frames to lwIP.  A thread that is about
+ * to block may call stack_poll() to process pending frames itself.
+ */
+
+/*
+ * Start lwIP, the netif and the progress thread from the lease in the
+ * environment (LIBRETTO_LEASE).  Called once from the runtime constructor.
+ * Returns 0, or -errno with a message already printed to stderr.
+ * Returns -ENOENT when there is no lease (not started by `libretto run`):
+ * then the runtime stays out of the way and every socket is a kernel socket.
+ */
+int stack_init(void);
+bool stack_active(void);
+
+void stack_lock(void);
+void stack_unlock(void);
+
+/* Process up to budget received frames now; returns how many. Takes the lock. */
+int stack_poll(int budget);
+
+/* The netif's address and prefix (network byte order in s_addr). */
+struct in_addr stack_ip(void);
+struct in_addr stack_netmask(void);
+
+/*
+ * True if dst must go through the libOS (it is on the netif's subnet, or
+ * routed via its gateway when the lease names one), false for loopback and
+ * destinations that stay on the kernel (the kernel fd carries those).
+ * dst is network byte order.
+ */
+bool stack_routes(struct in_addr dst);
+
+/* The shared counters region (never NULL once stack_init() succeeded). */
+struct libretto_region *stack_region(void);
+/* Publish / withdraw a port in the region's table (under the stack lock). */
+void stack_port_add(uint8_t proto, uint16_t port, uint8_t state);
+void stack_port_del(uint8_t proto, uint16_t port);
+
+#endif
