@@ -1,5 +1,4 @@
 /* key=value records and the control socket's message transport. */
-#define _GNU_SOURCE
 #include "kv.h"
 
 #include <errno.h>

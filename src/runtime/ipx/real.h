@@ -2,7 +2,9 @@
 #ifndef LIBRETTO_REAL_H
 #define LIBRETTO_REAL_H
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
