@@ -1,0 +1,92 @@
+/* librettod internals shared by its files: configuration, log, NIC access,
+ * the control server. */
+#ifndef LIBRETTOD_H
+#define LIBRETTOD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <net/if.h>
+#include <sys/types.h>
+
+#include "librettod/proto.h"
+
+#define LD_UMEM_FRAMES 4096
+#define LD_FRAME_SIZE 2048
+#define LD_UMEM_SIZE ((size_t)LD_UMEM_FRAMES * LD_FRAME_SIZE)
+#define LD_RING_SIZE 2048
+
+/* What the command line asked for, after defaults. */
+struct ld_config {
+	const char *netns;      /* NULL: stay in the current network namespace */
+	const char *nic;
+	char **vfs;             /* owned, sorted as given or by vf number */
+	int nvfs;
+	bool vfs_given;
+	uint32_t shared_ip;     /* host byte order */
+	uint32_t pool_first, pool_last;
+	int prefix;
+	bool has_gateway;
+	uint32_t gateway;
+	const char *control;
+	bool daemon;
+	const char *log_path;
+	const char *pidfile;    /* NULL: none */
+};
+
+/* log.c: timestamped lines on stderr (the log file under --daemon). */
+void ld_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * dev.c: the per-lease NIC access and shared region.  A dev is one VF opened
+ * with one backend; dev_close() undoes everything dev_open_*() did.
+ */
+struct xsk_umem;
+struct xsk_socket;
+
+struct ld_dev {
+	enum proto_backend backend;   /* AFXDP or AFPACKET once open */
+	char ifname[IF_NAMESIZE];
+	int ifindex;
+	uint8_t mac[6];
+	/* afxdp */
+	int umem_fd;                  /* memfd behind the UMEM */
+	void *umem_area;
+	struct xsk_umem *umem;
+	struct xsk_socket *xsk;
+	void *rings;                  /* libxdp's ring structs, unused by us */
+	/* afpacket */
+	int pkt_fd;
+};
+
+/* Why AF_XDP could not be set up: a sentence and a short token. */
+struct ld_dev_err {
+	char msg[256];
+	char token[48];
+};
+
+void dev_init(struct ld_dev *d);
+/* Look up ifindex and MAC of ifname in the current netns; 0 or -errno. */
+int dev_ifinfo(const char *ifname, int *ifindex, uint8_t mac[6]);
+int dev_open_afxdp(struct ld_dev *d, const char *ifname, struct ld_dev_err *e);
+int dev_open_afpacket(struct ld_dev *d, const char *ifname, struct ld_dev_err *e);
+void dev_close(struct ld_dev *d);
+/* The descriptors to hand over, in the reply's "fds=" order (not dup'd). */
+int dev_fds(const struct ld_dev *d, int *fds, int max, const char **names);
+/* Route libxdp's messages to the log; mount bpffs if it is missing. */
+void dev_global_init(void);
+
+/* A region memfd of LIBRETTO_REGION_SIZE, initialised and size-sealed. */
+struct libretto_region;
+int region_create(const char *name, int *fd_out, struct libretto_region **map_out);
+void region_destroy(int fd, struct libretto_region *map);
+
+/*
+ * server.c: the control socket and the event loop.  server_listen() binds
+ * and listens (the caller has checked for a live daemon); server_run() runs
+ * until shutdown or SIGTERM/SIGINT, then releases every lease.
+ */
+int server_listen(const char *path, char *err, size_t errlen);
+int server_run(const struct ld_config *cfg, int listen_fd);
+
+#endif
