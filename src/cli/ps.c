@@ -1,0 +1,209 @@
+/* `libretto ps`: the applications librettod knows, with their NIC function and traffic. */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/kv.h"
+#include "libretto/ctl.h"
+
+#define PS_MAX_APPS 1024
+
+/* The table's columns and the reply keys they show. */
+static const struct ps_col {
+	const char *head;
+	const char *key;
+	bool number;
+} ps_cols[] = {
+	{ "NAME", "name", false },
+	{ "PID", "pid", true },
+	{ "ALIVE", "alive", false },
+	{ "MODE", "mode", false },
+	{ "IP", "ip", false },
+	{ "MAC", "mac", false },
+	{ "VF", "vf", false },
+	{ "BACKEND", "backend", false },
+	{ "PORTS", "ports", false },
+	{ "RX-PKTS", "rx_packets", true },
+	{ "RX-BYTES", "rx_bytes", true },
+	{ "TX-PKTS", "tx_packets", true },
+	{ "TX-BYTES", "tx_bytes", true },
+};
+#define PS_NCOLS (sizeof(ps_cols) / sizeof(ps_cols[0]))
+
+static const struct option ps_opts[] = {
+	{ "json", no_argument, NULL, 'j' },
+	{ "help", no_argument, NULL, 'h' },
+	{ 0 },
+};
+
+const char cmd_ps_usage[] =
+	"usage: libretto ps [--json]\n"
+	"\n"
+	"List the applications librettod knows: name, pid, whether the process is\n"
+	"alive, mode, IP, MAC, VF, NIC backend (afxdp or afpacket), the ports it\n"
+	"uses and its received and sent packets and bytes, as the library OS\n"
+	"counts them.\n"
+	"\n"
+	"  --json    one JSON object {\"apps\": [...]} instead of the table\n";
+
+static const char *ps_value(const struct kv *kv, const char *key)
+{
+	const char *v = kv_get(kv, key);
+
+	return v && *v ? v : "-";
+}
+
+static bool ps_is_number(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+static void ps_json_app(const struct kv *kv, bool first)
+{
+	const char *v;
+
+	printf("%s{\"id\":", first ? "" : ",");
+	v = ps_value(kv, "app");
+	if (ps_is_number(v))
+		printf("%s", v);
+	else
+		cli_json_str(stdout, v);
+	for (size_t c = 0; c < PS_NCOLS; c++) {
+		const char *key = ps_cols[c].key;
+
+		v = ps_value(kv, key);
+		printf(",");
+		cli_json_str(stdout, key);
+		printf(":");
+		if (strcmp(key, "alive") == 0) {
+			printf("%s", strcmp(v, "1") == 0 ? "true" : "false");
+		} else if (strcmp(key, "ports") == 0) {
+			char *copy = strdup(v), *save = NULL, *tok;
+			bool f = true;
+
+			printf("[");
+			for (char *p = copy; copy && strcmp(v, "-") != 0 &&
+			     (tok = strtok_r(p, ",", &save)); p = NULL) {
+				printf("%s", f ? "" : ",");
+				cli_json_str(stdout, tok);
+				f = false;
+			}
+			printf("]");
+			free(copy);
+		} else if (ps_cols[c].number && ps_is_number(v)) {
+			printf("%s", v);
+		} else {
+			cli_json_str(stdout, v);
+		}
+	}
+	printf("}");
+}
+
+int cmd_ps(int argc, char **argv)
+{
+	static char reply[CTL_MSG_MAX];
+	static struct kv apps[PS_MAX_APPS];
+	size_t width[PS_NCOLS];
+	char trunc[32] = "";
+	bool json = false;
+	int c, fd, n, e, napps = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+:jh", ps_opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			fputs(cmd_ps_usage, stdout);
+			return CLI_EXIT_OK;
+		default:
+			return cli_bad_option("ps", c, argv);
+		}
+	}
+	if (optind < argc)
+		return cli_usage_err("ps", "unexpected argument '%s'", argv[optind]);
+
+	fd = cli_ctl_open(false);
+	if (fd < 0)
+		return CLI_EXIT_FAIL;
+	n = cli_ctl_call(fd, "ps\n", reply, sizeof(reply), NULL, NULL, 5000);
+	close(fd);
+	if (n < 0) {
+		cli_err("librettod did not answer `ps`: %s", strerror(-n));
+		return CLI_EXIT_FAIL;
+	}
+	if ((e = cli_reply_errno(reply)) != 0) {
+		char msg[512] = "malformed reply (no errno=)";
+
+		cli_reply_get(reply, "error", msg, sizeof(msg));
+		cli_err("librettod: %s", msg);
+		return CLI_EXIT_FAIL;
+	}
+	cli_reply_get(reply, "truncated", trunc, sizeof(trunc));
+
+	/* One application per "app=" line; each line is its own key=value record. */
+	for (const char *line = reply, *eol; line && *line; line = eol ? eol + 1 : NULL) {
+		size_t len;
+
+		eol = strchr(line, '\n');
+		len = eol ? (size_t)(eol - line) : strlen(line);
+		if (len < 4 || strncmp(line, "app=", 4) != 0 || napps == PS_MAX_APPS)
+			continue;
+		if (kv_parse(&apps[napps], line, len) == 0)
+			napps++;
+	}
+
+	if (json) {
+		printf("{\"apps\":[");
+		for (int i = 0; i < napps; i++)
+			ps_json_app(&apps[i], i == 0);
+		printf("],\"truncated\":%s}\n", ps_is_number(trunc) ? trunc : "0");
+	} else {
+		for (size_t col = 0; col < PS_NCOLS; col++) {
+			width[col] = strlen(ps_cols[col].head);
+			for (int i = 0; i < napps; i++) {
+				size_t l = strlen(ps_value(&apps[i], ps_cols[col].key));
+
+				if (l > width[col])
+					width[col] = l;
+			}
+		}
+		for (size_t col = 0; col < PS_NCOLS; col++) {
+			if (ps_cols[col].number)
+				printf("%s%*s", col ? "  " : "", (int)width[col], ps_cols[col].head);
+			else
+				printf("%s%-*s", col ? "  " : "",
+				       col + 1 < PS_NCOLS ? (int)width[col] : 0, ps_cols[col].head);
+		}
+		printf("\n");
+		for (int i = 0; i < napps; i++) {
+			for (size_t col = 0; col < PS_NCOLS; col++) {
+				const char *v = ps_value(&apps[i], ps_cols[col].key);
+
+				if (strcmp(ps_cols[col].key, "alive") == 0)
+					v = strcmp(v, "1") == 0 ? "yes" : "no";
+				if (ps_cols[col].number)
+					printf("%s%*s", col ? "  " : "", (int)width[col], v);
+				else
+					printf("%s%-*s", col ? "  " : "",
+					       col + 1 < PS_NCOLS ? (int)width[col] : 0, v);
+			}
+			printf("\n");
+		}
+		if (ps_is_number(trunc) && strcmp(trunc, "0") != 0)
+			printf("(%s more applications did not fit in librettod's reply)\n", trunc);
+	}
+	for (int i = 0; i < napps; i++)
+		kv_free(&apps[i]);
+	return CLI_EXIT_OK;
+}

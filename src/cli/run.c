@@ -1,0 +1,343 @@
+/* `libretto run`: lease a NIC function from librettod and exec a program with the library OS preloaded. */
+#include "cli.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/kv.h"
+#include "libretto/ctl.h"
+
+/* Opening AF_XDP on a VF attaches an XDP program; give it time on a loaded machine. */
+#define RUN_REGISTER_TIMEOUT_MS 30000
+#define RUN_NAME_MAX 63
+
+static const struct option run_opts[] = {
+	{ "mode", required_argument, NULL, 'm' },
+	{ "name", required_argument, NULL, 'n' },
+	{ "ip", required_argument, NULL, 'i' },
+	{ "vf", required_argument, NULL, 'v' },
+	{ "backend", required_argument, NULL, 'b' },
+	{ "print-lease", no_argument, NULL, 'P' },
+	{ "help", no_argument, NULL, 'h' },
+	{ 0 },
+};
+
+const char cmd_run_usage[] =
+	"usage: libretto run [OPTIONS] -- CMD [ARGS...]\n"
+	"\n"
+	"Run an unmodified program on the library OS: its TCP/IP runs in its own\n"
+	"process (lwIP in the preloaded libretto.so) over a NIC function that\n"
+	"librettod hands it.  The program runs in librettod's network namespace\n"
+	"(libretto-host on the testbed) with the same pid libretto had; its VF and\n"
+	"IP are released when it exits.  Loopback and destinations off the NIC's\n"
+	"subnet stay on the kernel stack.  Prints nothing on stdout.\n"
+	"\n"
+	"  --mode direct|indirect|auto   direct: the program owns a VF (default);\n"
+	"                                indirect and auto need the network server,\n"
+	"                                which is not implemented yet\n"
+	"  --name NAME       the name `libretto ps` shows (default: CMD's basename)\n"
+	"  --ip A.B.C.D      the program's address (default: the next pool address)\n"
+	"  --vf NAME         the VF to use (default: the first free one)\n"
+	"  --backend afxdp|afpacket|auto\n"
+	"                    afxdp (default): AF_XDP, fail if it cannot be set up;\n"
+	"                    afpacket: AF_PACKET (slower, works everywhere);\n"
+	"                    auto: AF_XDP, else AF_PACKET with a note on stderr\n"
+	"  --print-lease     print the lease handed to the runtime on stderr\n"
+	"\n"
+	"Needs root to enter librettod's namespace unless already inside it.\n"
+	"The runtime is libretto.so next to libretto (or $LIBRETTO_RUNTIME).\n";
+
+static bool run_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > RUN_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("._+@:-", *s))
+			return false;
+	return true;
+}
+
+/* CMD's basename made into a valid name: other characters become '_'. */
+static void run_default_name(const char *cmd, char *out, size_t cap)
+{
+	const char *base = strrchr(cmd, '/');
+	size_t i;
+
+	base = base && base[1] ? base + 1 : cmd;
+	for (i = 0; base[i] && i < cap - 1 && i < RUN_NAME_MAX; i++)
+		out[i] = (isalnum((unsigned char)base[i]) || strchr("._+@:-", base[i]))
+			 ? base[i] : '_';
+	out[i] = '\0';
+	if (i == 0)
+		snprintf(out, cap, "app");
+}
+
+static bool run_ifname_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= IF_NAMESIZE)
+		return false;
+	for (; *s; s++)
+		if (isspace((unsigned char)*s) || *s == '/' || *s == '=' || *s == ',')
+			return false;
+	return true;
+}
+
+static bool run_fd_name_ok(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && *s != '_')
+			return false;
+	return true;
+}
+
+static void run_close_fds(const int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* Clear FD_CLOEXEC: the program exec'd next must keep the descriptor. */
+static int run_keep_fd(int fd)
+{
+	int fl = fcntl(fd, F_GETFD);
+
+	if (fl < 0 || fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Build LIBRETTO_LEASE: the reply's key=value lines joined by spaces, then
+ * "<name>_fd=N" for each received descriptor and "ctl_fd=N".
+ */
+static int run_lease(const char *reply, const int *fds, int nfds, int ctl, char *out,
+		     size_t cap)
+{
+	char names[256], item[1024], *save = NULL, *tok;
+	struct kv_buf b;
+	int i = 0;
+
+	kv_buf_init(&b, out, cap);
+	for (const char *line = reply, *eol; line && *line; line = eol ? eol + 1 : NULL) {
+		size_t len;
+
+		eol = strchr(line, '\n');
+		len = eol ? (size_t)(eol - line) : strlen(line);
+		if (!len || !memchr(line, '=', len))
+			continue;
+		if (len >= sizeof(item) || memchr(line, ' ', len))
+			return -EPROTO;
+		memcpy(item, line, len);
+		item[len] = '\0';
+		kv_buf_raw(&b, b.len ? " " : "");
+		kv_buf_raw(&b, item);
+	}
+	if (cli_reply_get(reply, "fds", names, sizeof(names)) < 0)
+		names[0] = '\0';
+	for (char *p = names; (tok = strtok_r(p, ",", &save)); p = NULL) {
+		if (i == nfds || !run_fd_name_ok(tok))
+			return -EPROTO;
+		snprintf(item, sizeof(item), " %s_fd=%d", tok, fds[i++]);
+		kv_buf_raw(&b, item);
+	}
+	if (i != nfds)
+		return -EPROTO;
+	snprintf(item, sizeof(item), " ctl_fd=%d", ctl);
+	kv_buf_raw(&b, item);
+	return kv_buf_ok(&b) ? 0 : -ENOSPC;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	static char reply[CTL_MSG_MAX], lease[CTL_MSG_MAX + 512];
+	const char *mode = "direct", *name = NULL, *ip = "auto", *vf = "auto";
+	const char *backend = "afxdp", *old_preload;
+	char runtime[PATH_MAX], netns[128], defname[RUN_NAME_MAX + 1], req[512];
+	char *preload;
+	int fds[CTL_MAX_FDS], nfds = CTL_MAX_FDS;
+	bool print_lease = false;
+	int c, err, ctl, n;
+	struct in_addr ia;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+:m:n:i:v:b:Ph", run_opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			mode = optarg;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 'i':
+			ip = optarg;
+			break;
+		case 'v':
+			vf = optarg;
+			break;
+		case 'b':
+			backend = optarg;
+			break;
+		case 'P':
+			print_lease = true;
+			break;
+		case 'h':
+			fputs(cmd_run_usage, stdout);
+			return CLI_EXIT_OK;
+		default:
+			return cli_bad_option("run", c, argv);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_err("run", "name the program to run: libretto run [OPTIONS] -- CMD [ARGS...]");
+	if (strcmp(mode, "indirect") == 0 || strcmp(mode, "auto") == 0) {
+		cli_err("mode %s is not available yet: the network server is not implemented; "
+			"use --mode direct", mode);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(mode, "direct") != 0)
+		return cli_usage_err("run", "unknown mode '%s' (direct, indirect or auto)", mode);
+	if (strcmp(backend, "afxdp") != 0 && strcmp(backend, "afpacket") != 0 &&
+	    strcmp(backend, "auto") != 0)
+		return cli_usage_err("run", "unknown backend '%s' (afxdp, afpacket or auto)", backend);
+	if (name && !run_name_ok(name))
+		return cli_usage_err("run", "--name wants 1 to %d characters from A-Z a-z 0-9 . _ + @ : -",
+				     RUN_NAME_MAX);
+	if (!name) {
+		run_default_name(argv[optind], defname, sizeof(defname));
+		name = defname;
+	}
+	if (strcmp(ip, "auto") != 0 && inet_pton(AF_INET, ip, &ia) != 1)
+		return cli_usage_err("run", "--ip wants an IPv4 address like 10.42.0.10, not '%s'", ip);
+	if (strcmp(vf, "auto") != 0 && !run_ifname_ok(vf))
+		return cli_usage_err("run", "--vf wants an interface name like vf1, not '%s'", vf);
+
+	if (cli_find_runtime(runtime, sizeof(runtime)) < 0)
+		return CLI_EXIT_FAIL;
+	if (strpbrk(runtime, " :\t\n")) {
+		/* ld.so splits LD_PRELOAD at spaces and colons. */
+		cli_err("the runtime's path %s holds a space or a colon, which LD_PRELOAD cannot "
+			"carry; move it or set LIBRETTO_RUNTIME", runtime);
+		return CLI_EXIT_FAIL;
+	}
+
+	/* Enter librettod's namespace before leasing, so a refusal leaves nothing held. */
+	err = daemon_netns(netns, sizeof(netns));
+	if (err == 0) {
+		cli_err("librettod is not running: run `libretto up` first");
+		return CLI_EXIT_FAIL;
+	}
+	if (err < 0) {
+		cli_err("cannot ask librettod for its status at %s: %s", ctl_path(), strerror(-err));
+		return CLI_EXIT_FAIL;
+	}
+	if (netns[0] && strcmp(netns, "-") != 0) {
+		err = cli_netns_is_current(netns);
+		if (err < 0) {
+			cli_err("librettod runs in network namespace %s, which cannot be found: %s",
+				netns, strerror(-err));
+			return CLI_EXIT_FAIL;
+		}
+		if (err == 0) {
+			if (geteuid() != 0) {
+				cli_err("librettod runs in network namespace %s and entering it needs "
+					"root: run `sudo libretto run ...`", netns);
+				return CLI_EXIT_FAIL;
+			}
+			err = cli_netns_enter(netns);
+			if (err < 0) {
+				cli_err("cannot enter network namespace %s: %s", netns, strerror(-err));
+				return CLI_EXIT_FAIL;
+			}
+		}
+	}
+
+	ctl = cli_ctl_open(false);
+	if (ctl < 0)
+		return CLI_EXIT_FAIL;
+	snprintf(req, sizeof(req), "register\nname=%s\nmode=direct\nip=%s\nvf=%s\nbackend=%s\n",
+		 name, ip, vf, backend);
+	n = cli_ctl_call(ctl, req, reply, sizeof(reply), fds, &nfds, RUN_REGISTER_TIMEOUT_MS);
+	if (n < 0) {
+		cli_err("librettod did not answer `register`: %s", strerror(-n));
+		return CLI_EXIT_FAIL;
+	}
+	err = cli_reply_errno(reply);
+	if (err != 0) {
+		char msg[512] = "no reason given";
+
+		cli_reply_get(reply, "error", msg, sizeof(msg));
+		if (err < 0)
+			snprintf(msg, sizeof(msg), "malformed reply (no errno=)");
+		cli_err("%s", msg);
+		run_close_fds(fds, nfds);
+		return CLI_EXIT_FAIL;
+	}
+	if (strcmp(backend, "auto") == 0) {
+		char got[32] = "", why[128] = "";
+
+		cli_reply_get(reply, "backend", got, sizeof(got));
+		cli_reply_get(reply, "fallback_reason", why, sizeof(why));
+		if (strcmp(got, "afpacket") == 0) {
+			char vfname[IF_NAMESIZE + 8] = "the VF";
+
+			cli_reply_get(reply, "vf", vfname, sizeof(vfname));
+			cli_err("AF_XDP could not be set up on %s (%s); using AF_PACKET, which is "
+				"slower (librettod's log has the details)", vfname,
+				why[0] ? why : "no reason given");
+		}
+	}
+
+	for (int i = 0; i < nfds; i++) {
+		if (run_keep_fd(fds[i]) < 0) {
+			cli_err("cannot keep the leased descriptors open: %s", strerror(errno));
+			return CLI_EXIT_FAIL;
+		}
+	}
+	if (run_keep_fd(ctl) < 0) {
+		cli_err("cannot keep the lease connection open: %s", strerror(errno));
+		return CLI_EXIT_FAIL;
+	}
+	err = run_lease(reply, fds, nfds, ctl, lease, sizeof(lease));
+	if (err < 0) {
+		cli_err("librettod's register reply cannot be passed on (%s): fds= names %s",
+			err == -ENOSPC ? "too long" : "malformed",
+			err == -ENOSPC ? "fit" : "must match the descriptors received");
+		return CLI_EXIT_FAIL;
+	}
+	if (print_lease)
+		fprintf(stderr, "%s=%s\n", LIBRETTO_LEASE_ENV, lease);
+
+	old_preload = getenv("LD_PRELOAD");
+	if (old_preload && *old_preload) {
+		preload = malloc(strlen(runtime) + strlen(old_preload) + 2);
+		if (!preload) {
+			cli_err("out of memory");
+			return CLI_EXIT_FAIL;
+		}
+		sprintf(preload, "%s:%s", runtime, old_preload);
+	} else {
+		preload = runtime;
+	}
+	if (setenv(LIBRETTO_LEASE_ENV, lease, 1) < 0 || setenv("LD_PRELOAD", preload, 1) < 0) {
+		cli_err("cannot set the environment: %s", strerror(errno));
+		return CLI_EXIT_FAIL;
+	}
+	fflush(stderr);
+	execvp(argv[optind], &argv[optind]);
+	err = errno;
+	cli_err("cannot run %s: %s", argv[optind], strerror(err));
+	return err == ENOENT ? 127 : 126;
+}
