@@ -1,0 +1,180 @@
+# Shared helpers of the integration scenarios and the behaviour runner (sourced, bash).
+# shellcheck shell=bash
+#
+# Conventions: every scenario exits 0 (pass), 1 (fail) or 77 (skip: not root,
+# missing tool); it calls lt_init first, registers what it starts with
+# lt_bg / lt_on_exit, and never waits without a bound.  Functions are
+# prefixed lt_; they print diagnostics on stderr prefixed with the scenario.
+#
+# Environment:
+#   LIBRETTO_BUILD  the Meson build directory (set by meson test; default:
+#                   <source>/build)
+#   LIBRETTO        the CLI (default: $LIBRETTO_BUILD/src/cli/libretto)
+#   LT_KEEP=1       keep the scenario's scratch directory for inspection
+
+LT_NS_PEER=${LT_NS_PEER:-libretto-peer}
+LT_NS_HOST=${LT_NS_HOST:-libretto-host}
+LT_NS_LINUX=${LT_NS_LINUX:-libretto-linux}
+LT_PEER_IP=${LT_PEER_IP:-10.42.0.1}
+LT_LINUX_IP=${LT_LINUX_IP:-10.42.0.254}
+
+lt_name=${lt_name:-$(basename "$0" .sh)}
+lt_cleanups=()
+lt_pids=()
+
+lt_log() { echo "$lt_name: $*" >&2; }
+lt_skip() { echo "$lt_name: SKIP: $*" >&2; exit 77; }
+lt_fail() { echo "$lt_name: FAIL: $*" >&2; exit 1; }
+
+# Run a shell command at exit (last registered runs first).
+lt_on_exit() { lt_cleanups=("$1" "${lt_cleanups[@]}"); }
+
+lt_cleanup() {
+	local rc=$? p c
+	trap - EXIT INT TERM
+	for p in "${lt_pids[@]}"; do
+		kill "$p" 2>/dev/null
+	done
+	for p in "${lt_pids[@]}"; do
+		# Bounded: a process that ignores TERM gets KILL after 3 s.
+		for _ in 1 2 3 4 5 6; do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.5
+		done
+		kill -KILL "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	for c in "${lt_cleanups[@]}"; do
+		eval "$c" || true
+	done
+	if [ -n "${LT_TMP:-}" ] && [ -d "$LT_TMP" ]; then
+		if [ "${LT_KEEP:-0}" = 1 ] || { [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; }; then
+			lt_log "scratch files kept in $LT_TMP"
+		else
+			rm -rf "$LT_TMP"
+		fi
+	fi
+	exit "$rc"
+}
+
+# Check root, find the build and the CLI, make a scratch directory and arm
+# the exit trap.
+lt_init() {
+	[ "$(id -u)" -eq 0 ] || lt_skip "needs root (network namespaces, XDP)"
+	local here
+	here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+	LIBRETTO_SRC=${LIBRETTO_SRC:-$(cd "$here/../.." && pwd)}
+	LIBRETTO_BUILD=${LIBRETTO_BUILD:-$LIBRETTO_SRC/build}
+	LIBRETTO=${LIBRETTO:-$LIBRETTO_BUILD/src/cli/libretto}
+	[ -x "$LIBRETTO" ] || lt_fail "no CLI at $LIBRETTO (build first, or set LIBRETTO_BUILD)"
+	export LIBRETTO_BUILD LIBRETTO_SRC LIBRETTO
+	LT_TMP=$(mktemp -d "/tmp/$lt_name.XXXXXX")
+	trap lt_cleanup EXIT
+	trap 'exit 1' INT TERM
+}
+
+lt_need() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null 2>&1 || lt_skip "$t is not installed (scripts/deps.sh check)"
+	done
+}
+
+lt_ns_exists() { ip netns list 2>/dev/null | awk -v n="$1" '$1 == n { f = 1 } END { exit !f }'; }
+
+# Bring the testbed up unless its three namespaces are there already.
+lt_testbed_up() {
+	if lt_ns_exists "$LT_NS_PEER" && lt_ns_exists "$LT_NS_HOST" && lt_ns_exists "$LT_NS_LINUX"; then
+		return 0
+	fi
+	lt_log "bringing the testbed up"
+	timeout 60 "$LIBRETTO" testbed up >&2 || lt_fail "libretto testbed up failed"
+}
+
+# Start librettod unless it runs (libretto up is idempotent).
+lt_daemon_up() {
+	timeout 30 "$LIBRETTO" up >/dev/null 2>"$LT_TMP/up.err" || {
+		cat "$LT_TMP/up.err" >&2
+		lt_fail "libretto up failed"
+	}
+}
+
+# lt_bg NAME CMD...: start CMD in the background, output in $LT_TMP/NAME.out
+# and .err; it is killed at exit.  Sets lt_last_pid.
+lt_bg() {
+	local name=$1
+	shift
+	"$@" >"$LT_TMP/$name.out" 2>"$LT_TMP/$name.err" &
+	lt_last_pid=$!
+	lt_pids+=("$lt_last_pid")
+}
+
+# lt_run_libos NAME IP CMD...: start CMD under `libretto run --mode direct`
+# in the background (see lt_bg).
+lt_run_libos() {
+	local name=$1 ip=$2
+	shift 2
+	# A stale neighbour entry for the IP (another VF's MAC from an earlier
+	# run) would delay the first packets until it expires.
+	ip -n "$LT_NS_PEER" neigh del "$ip" dev wire0 2>/dev/null
+	lt_bg "$name" "$LIBRETTO" run --mode direct --name "$name" --ip "$ip" -- "$@"
+}
+
+# lt_wait_tcp NS IP PORT SECONDS: wait until a TCP connect from NS to
+# IP:PORT succeeds.  Each probe opens and closes one connection.
+lt_wait_tcp() {
+	local ns=$1 ip=$2 port=$3 secs=$4 i
+	for ((i = 0; i < secs * 5; i++)); do
+		if timeout 2 ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/$ip/$port" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+
+# lt_wait_ps_port NAME PORTSPEC SECONDS: wait until `libretto ps` lists the
+# application NAME with PORTSPEC (e.g. tcp:5201) among its ports, without
+# touching the port itself.
+lt_wait_ps_port() {
+	local name=$1 spec=$2 secs=$3 i
+	for ((i = 0; i < secs * 5; i++)); do
+		if lt_ps_json | python3 -c '
+import json, sys
+apps = json.load(sys.stdin)["apps"]
+sys.exit(0 if any(a.get("name") == sys.argv[1] and a.get("alive") and sys.argv[2] in a.get("ports", [])
+              for a in apps) else 1)' "$name" "$spec" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+
+lt_ps_json() { timeout 10 "$LIBRETTO" ps --json; }
+
+# lt_ps_counters NAME: print "rx_packets tx_packets rx_bytes tx_bytes" of the
+# live application NAME (the newest if several), or nothing.
+lt_ps_counters() {
+	lt_ps_json | python3 -c '
+import json, sys
+apps = [a for a in json.load(sys.stdin)["apps"] if a.get("name") == sys.argv[1]]
+live = [a for a in apps if a.get("alive")] or apps
+if live:
+    a = live[-1]
+    print(a.get("rx_packets"), a.get("tx_packets"), a.get("rx_bytes"), a.get("tx_bytes"))' "$1"
+}
+
+# lt_wait_pid PID SECONDS: wait for a background process to end; returns its
+# status, or 124 if it is still running (it is then killed at exit).
+lt_wait_pid() {
+	local pid=$1 secs=$2 i
+	for ((i = 0; i < secs * 10; i++)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid"
+			return $?
+		fi
+		sleep 0.1
+	done
+	return 124
+}
