@@ -2,6 +2,7 @@
 #ifndef LIBRETTO_NIC_H
 #define LIBRETTO_NIC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -13,15 +14,18 @@
  * and the wire.  Backends: "afxdp" (direct, nic_afxdp.c), "afpacket"
  * (direct fallback, nic_afpacket.c), later "shm" (indirect, rings to netd).
  *
- * Threading: rx() is called by one thread at a time (the stack's progress
- * path holds the stack lock around it); tx() may be called by any thread but
- * always with the stack lock held (lwIP's linkoutput runs under it), so a
- * backend needs no lock of its own.  wait_fd() and kick() may be called
- * without the lock.
+ * Threading: rx() is called by one thread at a time, serialized by the
+ * stack's receive lock but without the stack lock (frames are copied out
+ * before lwIP is locked), so it may run while another thread is in tx();
+ * tx() may be called by any thread but always with the stack lock held
+ * (lwIP's linkoutput runs under it).  So a backend needs no lock of its own
+ * as long as rx() and tx() share no mutable state.  wait_fd() and kick() may
+ * be called without any lock, concurrently with both.
  *
  * Switching (network-server issue): the netif quiesces the old backend,
- * opens the new one, swaps nic pointers under the stack lock, and keeps
- * calling rx() on the old one until it returns 0 for a while, then closes it.
+ * opens the new one, swaps nic pointers under the receive and stack locks,
+ * and keeps calling rx() on the old one until it returns 0 for a while, then
+ * closes it.
  */
 struct nic;
 
@@ -45,7 +49,8 @@ struct nic_ops {
 	 * (0 when nothing was pending) or -errno on a fatal device error. */
 	int (*rx)(struct nic *nic, int budget, nic_rx_fn fn, void *arg);
 	/* Queue one frame (gathered from iov) for transmission and make sure it
-	 * leaves (kick if the kernel needs it).  Returns 0, -EAGAIN when the TX
+	 * leaves (kick if the kernel needs it; unless nic->defer_kick, when the
+	 * caller kicks after its batch).  Returns 0, -EAGAIN when the TX
 	 * ring is full (the caller drops; TCP retransmits), -EMSGSIZE, or -errno. */
 	int (*tx)(struct nic *nic, const struct iovec *iov, int iovcnt);
 	/* A descriptor that becomes readable (POLLIN) when rx() has work. */
@@ -59,6 +64,10 @@ struct nic {
 	void *priv;              /* backend state */
 	uint8_t mac[6];          /* the MAC frames are sent from */
 	unsigned mtu;            /* payload MTU, 1500 */
+	/* Set by the stack while it holds the stack lock and will call kick()
+	 * before releasing it: tx() may then queue without a doorbell per
+	 * frame.  Read by tx() only (under the same lock). */
+	bool defer_kick;
 };
 
 extern const struct nic_ops nic_afxdp_ops;

@@ -30,7 +30,9 @@
  * errno.  Blocking calls block only when the socket is blocking (see
  * lsock_set_nonblock) and the flags lack MSG_DONTWAIT; they honour
  * SO_RCVTIMEO/SO_SNDTIMEO (-EAGAIN on expiry, as Linux) and return -EINTR
- * when a signal handler ran while they waited.  All functions are
+ * when a signal handler ran while they waited (after a handler with
+ * SA_RESTART and no timeout set they go on waiting, as Linux restarts them:
+ * when every installed handler has SA_RESTART).  All functions are
  * thread-safe: they take the stack lock internally and never hold it while
  * sleeping.  Nothing here raises SIGPIPE: lsock_send* returns -EPIPE and the
  * interposition layer raises SIGPIPE unless MSG_NOSIGNAL.
@@ -55,17 +57,31 @@ struct lsock_watch {
 /* Create for AF_INET SOCK_STREAM/SOCK_DGRAM (type without flag bits);
  * kfd is the kernel socket behind it (owned by the caller, not closed here). */
 int lsock_create(int kfd, int type, struct lsock **out);
+/* The same for AF_INET or AF_INET6.  An AF_INET6 socket is served by the
+ * libOS over IPv4 through IPv4-mapped addresses (::ffff:a.b.c.d) as Linux's
+ * dual-stack sockets are: bind to :: is 0.0.0.0 on lwIP plus [::] on kfd;
+ * addresses it returns are sockaddr_in6 (0.0.0.0 shown as ::).  Bound to
+ * any other IPv6 address (::1 included), or to :: with IPV6_V6ONLY, it
+ * lives on kfd alone (connect: -EXDEV).  Other domains: -EAFNOSUPPORT. */
+int lsock_create_domain(int kfd, int domain, int type, struct lsock **out);
 
 /* References: hold/drop pin the memory (an in-flight call holds one).
  * fd_get/fd_put count descriptors naming the description; the last fd_put
  * performs close() semantics (graceful FIN, or RST when SO_LINGER 0 or
- * unread data is pending, as Linux) and wakes every waiter. */
+ * unread data is pending, as Linux) and wakes every waiter.
+ * lsock_create() returns a description with one hold (the caller's, dropped
+ * with lsock_drop) and no descriptor reference.  With SO_LINGER {1, t>0} the
+ * last fd_put blocks up to t seconds until the data and FIN are acknowledged
+ * (it does not hold the stack lock while it sleeps). */
 void lsock_hold(struct lsock *s);
 void lsock_drop(struct lsock *s);
 void lsock_fd_get(struct lsock *s);
 void lsock_fd_put(struct lsock *s);
 
 int lsock_kfd(const struct lsock *s);
+/* Give an accepted connection (made with kfd -1) its kernel socket; called
+ * once, before the lsock is shared with other threads. */
+void lsock_set_kfd(struct lsock *s, int kfd);
 bool lsock_is_stream(const struct lsock *s);
 void lsock_set_nonblock(struct lsock *s, bool on);
 bool lsock_nonblock(const struct lsock *s);
@@ -73,7 +89,13 @@ bool lsock_nonblock(const struct lsock *s);
 int lsock_bind(struct lsock *s, const struct sockaddr *sa, socklen_t len);
 int lsock_listen(struct lsock *s, int backlog);
 /* On success exactly one of *new_s (a libOS connection, fd refs 0, one
- * hold) or *new_kfd (a kernel connection from kfd's listener, >= 0) is set.
+ * hold, kfd -1 until lsock_set_kfd) or *new_kfd (a kernel connection from
+ * kfd's listener, >= 0, made by accept4 with flags) is set.
+ * A listener bound to INADDR_ANY or 127.x listens on kfd too and sets
+ * O_NONBLOCK on kfd (it accepts from it without blocking; blocking accept
+ * sleeps in the waiter), so the descriptor's F_GETFL must come from
+ * lsock_nonblock(), not from kfd.  Beyond the backlog (Linux queues
+ * backlog + 1) new libOS connections are refused with RST.
  * flags: SOCK_NONBLOCK applies to the new socket; the caller handles
  * SOCK_CLOEXEC on the descriptor. */
 int lsock_accept(struct lsock *s, struct lsock **new_s, int *new_kfd,

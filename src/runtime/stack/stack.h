@@ -53,4 +53,37 @@ struct libretto_region *stack_region(void);
 void stack_port_add(uint8_t proto, uint16_t port, uint8_t state);
 void stack_port_del(uint8_t proto, uint16_t port);
 
+/*
+ * Additions (stack engineer):
+ *
+ * stack_fd_is_private(): true for the descriptors the runtime took from the
+ * lease (NIC, region, lease connection).  stack_init() moves them to high
+ * close-on-exec numbers (>= 900, or just under a lower RLIMIT_NOFILE); the
+ * interposition layer must refuse to let the application close, dup2/dup3
+ * over or fcntl them (EBADF, as if they were not open).  Cheap, lock-free,
+ * callable from any thread at any time (false before stack_init()).
+ *
+ * stack_ctl_fd(): the lease connection to librettod (the register
+ * connection; closing it releases the VF and IP), or -1.
+ *
+ * Notes on the existing calls:
+ *  - stack_port_add/del: the caller holds the stack lock.  Entries are
+ *    reference counted, so two sockets on one (proto, port) (SO_REUSEPORT)
+ *    publish one entry that stays until both are gone; the state shown is
+ *    the highest added.
+ *  - stack_poll: the caller does not hold the stack lock.  Frames are taken
+ *    from the NIC under a separate receive lock (a trylock: if another
+ *    thread is receiving, returns 0 at once) and handed to lwIP under the
+ *    stack lock, one hold per batch of up to 64.
+ *  - fork(): stack_init() registers pthread_atfork handlers that take the
+ *    receive lock and the stack lock around fork(), so the child's copies
+ *    are free; never call fork() with the stack lock held.  In the child the
+ *    NIC is not used (its rings are MADV_DONTFORK): lwIP's copy there sends
+ *    and receives nothing, and no progress or timer thread runs.
+ *  - Exit: the progress and lwIP threads never keep the process alive; a
+ *    destructor only asks the progress thread to stop, and waits for nothing.
+ */
+bool stack_fd_is_private(int fd);
+int stack_ctl_fd(void);
+
 #endif

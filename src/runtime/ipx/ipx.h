@@ -1,0 +1,143 @@
+/* Interposition internals shared by the wrapper files. */
+#ifndef LIBRETTO_IPX_H
+#define LIBRETTO_IPX_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/queue.h>
+
+#include "ipx/epcore.h"
+#include "ipx/fdtab.h"
+#include "ipx/real.h"
+#include "sock/lsock.h"
+
+/* The wrappers are the only symbols the library exports. */
+#define IPX_EXPORT __attribute__((visibility("default")))
+
+enum ipx_kind {
+	IPX_SOCK = 1,	/* a libOS socket (kernel socket behind it) */
+	IPX_EPOLL,	/* an emulated epoll instance (kernel epoll behind it) */
+	IPX_PRIV,	/* a runtime-private descriptor the app must not close */
+};
+
+struct ipx_member;
+struct ipx_epoll;
+
+/*
+ * One open description the runtime owns, named by every descriptor that
+ * was dup'ed from the first.  refs counts the fd table slots naming it, the
+ * in-flight calls that pinned it and the epoll members watching it; nfd
+ * counts the slots only (changed under ipx_lock).  Memory (and the lsock's
+ * hold) goes with the last ref; the close semantics go with the last nfd.
+ */
+struct ipx_file {
+	enum ipx_kind kind;
+	atomic_int refs;
+	int nfd;
+	struct lsock *sock;		/* IPX_SOCK */
+	int domain;			/* AF_INET or AF_INET6 */
+	struct ipx_epoll *ep;		/* IPX_EPOLL */
+	/* A private kernel fd of this description the socket layer uses as
+	 * its kfd since the program closed the original number while dups
+	 * lived on (see close()); closed with the last descriptor; or -1. */
+	int priv_kfd;
+	LIST_HEAD(, ipx_member) members;	/* epoll sets holding it */
+};
+
+/*
+ * An emulated epoll instance.  Its number is a real kernel epoll fd, which
+ * holds the app's kernel fds (untouched, so their epoll_data comes back as
+ * the app set it), the doorbell eventfd, and the kernel fds of libOS members
+ * whose kernel side carries events (listeners, UDP on INADDR_ANY).  Those
+ * two are registered with data.u64 tags: the doorbell's is the instance's
+ * address | 2, a member's its address | 1 (checked against kregs before it
+ * is believed, since app data may be any value).
+ */
+struct ipx_epoll {
+	struct epc core;
+	int doorbell;		/* eventfd, private; closed with the memory */
+	atomic_long spin_ns;	/* epoll_wait's spin budget (0: the maximum) */
+	/* Members registered in the kernel set (under core.lock). */
+	struct ipx_member **kregs;
+	int nkregs, capkregs;
+	/* Emulated instances the program added to this one (pinned, under
+	 * core.lock): their doorbells are made exact before each wait. */
+	struct ipx_file **nested;
+	int nnested, capnested;
+};
+
+/* A libOS socket in an emulated epoll set. */
+struct ipx_member {
+	struct epc_member core;		/* first: the core's pointer casts back */
+	struct lsock_watch watch;
+	struct ipx_file *file;		/* a ref */
+	struct ipx_epoll *ep;
+	int epfd;			/* the epoll descriptor used at ADD */
+	uint32_t kev;			/* events registered in the kernel set (ipx_lock) */
+	bool onlist;			/* in file->members (ipx_lock) */
+	LIST_ENTRY(ipx_member) flink;	/* in file->members, under ipx_lock */
+};
+
+/*
+ * ipx_lock serialises descriptor counting (dup/close), the membership lists
+ * and the teardown of members.  Order: ipx_lock -> stack lock -> epc lock.
+ */
+extern pthread_mutex_t ipx_lock;
+extern struct ipx_file ipx_private;
+
+/* Pin/unpin a file (see fdtab_get). */
+void ipx_pin(void *obj);
+void ipx_put(struct ipx_file *f);
+
+/* The file at fd, pinned, or NULL.  Also makes sure real.* is loaded. */
+static inline struct ipx_file *ipx_get(int fd)
+{
+	real_init();
+	return fdtab_get(fd, ipx_pin);
+}
+
+/* The libOS socket at fd, pinned, or NULL (anything else is the kernel's). */
+struct ipx_file *ipx_get_sock(int fd);
+
+/* Make fd name f (one more descriptor).  The caller still owns its pin. */
+int ipx_attach(struct ipx_file *f, int fd);
+/* A slot that named f was cleared: one descriptor less (f's slot ref). */
+void ipx_detach(struct ipx_file *f);
+/* A new file of the given kind with refs 1 and nfd 0, or NULL. */
+struct ipx_file *ipx_file_new(enum ipx_kind kind);
+
+/* Whether the app must not close or replace fd. */
+bool ipx_fd_private(int fd);
+/* Mark/unmark a runtime-private descriptor. */
+int ipx_private_add(int fd);
+void ipx_private_del(int fd);
+
+/* -errno -> -1 with errno; anything else unchanged. */
+static inline long ipx_ret(long r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+/* epoll internals used by close, bind/listen and poll. */
+void ipx_epoll_destroy(struct ipx_epoll *ep);	/* last descriptor closed */
+void ipx_epoll_free(struct ipx_epoll *ep);	/* last reference gone */
+void ipx_member_remove_all(struct ipx_file *f);
+/* The instance is watched from outside (nested, polled): make its doorbell
+ * say exactly whether a member is ready now. */
+void ipx_epoll_sync_doorbell(struct ipx_epoll *ep);
+/* The socket is now the kernel's: move its epoll registrations there. */
+void ipx_member_convert_all(struct ipx_file *f);
+/* The socket's kernel side may carry new events: register them. */
+void ipx_members_kcheck(struct ipx_file *f);
+
+/* The kernel-side readiness of a libOS socket's kfd (EPOLL* bits within
+ * lsock_kernel_events()), polled now. */
+uint32_t ipx_kernel_ready(struct ipx_file *f, int fd);
+
+#endif

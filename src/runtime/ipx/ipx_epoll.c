@@ -1,0 +1,689 @@
+/* epoll over mixed kernel and libOS descriptors. */
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ipx/ipx.h"
+#include "stack/stack.h"
+
+#define IPX_TAG_MEMBER 1u
+#define IPX_TAG_DOORBELL 2u
+/* How long epoll_wait runs the stack itself before it sleeps: adaptive per
+ * instance, halved after a spin that found nothing (down to the minimum),
+ * back to the maximum after one that did: an idle timer loop costs little,
+ * a busy server keeps its wake-ups off the doorbell. */
+#define IPX_SPIN_MAX_NS 50000
+#define IPX_SPIN_MIN_NS 5000
+
+static uint64_t ipx_doorbell_tag(struct ipx_epoll *ep)
+{
+	return (uint64_t)(uintptr_t)ep | IPX_TAG_DOORBELL;
+}
+
+/* Called without locks (see epc.ring). */
+static void ipx_epoll_ring(struct epc *core)
+{
+	struct ipx_epoll *ep = (struct ipx_epoll *)core;
+	uint64_t one = 1;
+
+	(void)!real.write(ep->doorbell, &one, sizeof(one));
+}
+
+static void ipx_doorbell_drain(struct ipx_epoll *ep)
+{
+	uint64_t v;
+
+	(void)!real.read(ep->doorbell, &v, sizeof(v));
+}
+
+/*
+ * Drain first, then check, then ring: a notify that lands after the drain
+ * rings again itself, so a ready member is never left without a ring.
+ */
+void ipx_epoll_sync_doorbell(struct ipx_epoll *ep)
+{
+	ipx_doorbell_drain(ep);
+	if (epc_prune(&ep->core))
+		ipx_epoll_ring(&ep->core);
+}
+
+/* Before the kernel looks at ep's set: the nested instances' doorbells may
+ * still ring for members that stopped being ready (a read consumes data
+ * without a notify), so make them exact. */
+static void ipx_epoll_refresh_nested(struct ipx_epoll *ep)
+{
+	struct ipx_file *v[16];
+	int n = 0, i;
+
+	if (ep->nnested == 0)
+		return;
+	pthread_mutex_lock(&ep->core.lock);
+	for (i = 0; i < ep->nnested && n < 16; i++) {
+		ipx_pin(ep->nested[i]);
+		v[n++] = ep->nested[i];
+	}
+	pthread_mutex_unlock(&ep->core.lock);
+	for (i = 0; i < n; i++) {
+		if (v[i]->nfd > 0)
+			ipx_epoll_sync_doorbell(v[i]->ep);
+		ipx_put(v[i]);
+	}
+}
+
+/* Record (add) or forget (!add) an emulated instance nested in ep. */
+static void ipx_epoll_nest(struct ipx_epoll *ep, struct ipx_file *inner, bool add)
+{
+	struct ipx_file *drop = NULL;
+	void *p;
+	int i;
+
+	pthread_mutex_lock(&ep->core.lock);
+	if (add) {
+		if (ep->nnested == ep->capnested) {
+			int cap = ep->capnested ? 2 * ep->capnested : 4;
+
+			p = realloc(ep->nested, (size_t)cap * sizeof(*ep->nested));
+			if (p != NULL) {
+				ep->nested = p;
+				ep->capnested = cap;
+			}
+		}
+		if (ep->nnested < ep->capnested) {
+			ipx_pin(inner);
+			ep->nested[ep->nnested++] = inner;
+		}
+	} else {
+		for (i = 0; i < ep->nnested; i++)
+			if (ep->nested[i] == inner) {
+				drop = inner;
+				ep->nested[i] = ep->nested[--ep->nnested];
+				break;
+			}
+	}
+	pthread_mutex_unlock(&ep->core.lock);
+	if (drop != NULL)
+		ipx_put(drop);
+}
+
+uint32_t ipx_kernel_ready(struct ipx_file *f, int fd)
+{
+	uint32_t ke = lsock_kernel_events(f->sock);
+	int kfd = lsock_kfd(f->sock);
+	struct pollfd p;
+	struct timespec zero = { 0, 0 };
+
+	if (ke == 0)
+		return 0;
+	/* POLL* and EPOLL* share their values on Linux. */
+	p.fd = kfd >= 0 ? kfd : fd;
+	p.events = (short)ke;
+	p.revents = 0;
+	if (real.ppoll(&p, 1, &zero, NULL) <= 0)
+		return 0;
+	return (uint32_t)p.revents & ke;
+}
+
+/* Register the member's kernel fd for events its kernel side now carries. */
+static void ipx_member_kcheck(struct ipx_member *m)
+{
+	uint32_t ke = lsock_kernel_events(m->file->sock), want;
+	struct ipx_epoll *ep = m->ep;
+	struct epoll_event kev;
+	int op, r;
+
+	if ((ke & ~m->kev) == 0)
+		return;
+	pthread_mutex_lock(&ipx_lock);
+	want = m->kev | ke;
+	/* A member already torn down (off its file's list) stays out. */
+	if (m->onlist && want != m->kev) {
+		/* Edge-triggered: every kernel edge becomes one notify, and
+		 * the member's own LT/ET rules apply after re-polling. */
+		kev.events = want | EPOLLET;
+		kev.data.u64 = (uint64_t)(uintptr_t)m | IPX_TAG_MEMBER;
+		op = m->kev ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+		r = real.epoll_ctl(m->epfd, op, m->core.fd, &kev);
+		if (r == 0 && op == EPOLL_CTL_ADD) {
+			pthread_mutex_lock(&ep->core.lock);
+			if (ep->nkregs == ep->capkregs) {
+				int cap = ep->capkregs ? 2 * ep->capkregs : 4;
+				void *p = realloc(ep->kregs, (size_t)cap * sizeof(*ep->kregs));
+
+				if (p != NULL) {
+					ep->kregs = p;
+					ep->capkregs = cap;
+				}
+			}
+			if (ep->nkregs < ep->capkregs)
+				ep->kregs[ep->nkregs++] = m;
+			pthread_mutex_unlock(&ep->core.lock);
+		}
+		if (r == 0)
+			m->kev = want;
+	}
+	pthread_mutex_unlock(&ipx_lock);
+}
+
+void ipx_members_kcheck(struct ipx_file *f)
+{
+	struct ipx_member *m, **v = NULL;
+	int n = 0, i;
+
+	/* Snapshot with refs, so the registration runs without the list. */
+	pthread_mutex_lock(&ipx_lock);
+	LIST_FOREACH(m, &f->members, flink)
+		n++;
+	if (n > 0 && (v = calloc((size_t)n, sizeof(*v))) != NULL) {
+		n = 0;
+		LIST_FOREACH(m, &f->members, flink) {
+			pthread_mutex_lock(&m->ep->core.lock);
+			m->core.refs++;
+			pthread_mutex_unlock(&m->ep->core.lock);
+			v[n++] = m;
+		}
+	}
+	pthread_mutex_unlock(&ipx_lock);
+	for (i = 0; v != NULL && i < n; i++) {
+		ipx_member_kcheck(v[i]);
+		epc_put(&v[i]->core);
+	}
+	free(v);
+}
+
+static uint32_t ipx_member_poll(struct epc_member *core)
+{
+	struct ipx_member *m = (struct ipx_member *)core;
+	uint32_t ev = lsock_events(m->file->sock);
+
+	if (lsock_kernel_events(m->file->sock) != 0) {
+		ipx_member_kcheck(m);
+		ev |= ipx_kernel_ready(m->file, core->fd);
+	}
+	return ev;
+}
+
+static void ipx_member_release(struct epc_member *core)
+{
+	struct ipx_member *m = (struct ipx_member *)core;
+
+	ipx_put(m->file);
+	free(m);
+}
+
+static const struct epc_member_ops ipx_member_ops = {
+	.poll = ipx_member_poll,
+	.release = ipx_member_release,
+};
+
+/* Called by the socket layer with the stack lock held. */
+static void ipx_member_notify(struct lsock_watch *w, uint32_t events)
+{
+	epc_notify(w->arg, events);
+}
+
+/*
+ * The one who unlinked m from its instance (epc_del/unlink/pop return it
+ * once) finishes it: no more notifies, off the file's list and the kernel
+ * set, then the instance's reference goes.
+ */
+static void ipx_member_finish(struct ipx_member *m)
+{
+	struct ipx_epoll *ep = m->ep;
+	int i;
+
+	lsock_watch_del(m->file->sock, &m->watch);
+	pthread_mutex_lock(&ipx_lock);
+	if (m->onlist) {
+		LIST_REMOVE(m, flink);
+		m->onlist = false;
+	}
+	if (m->kev != 0) {
+		/* Fails harmlessly when the fd or the epoll fd is gone; the
+		 * tag check in epoll_wait ignores any late event. */
+		(void)real.epoll_ctl(m->epfd, EPOLL_CTL_DEL, m->core.fd, NULL);
+		pthread_mutex_lock(&ep->core.lock);
+		for (i = 0; i < ep->nkregs; i++)
+			if (ep->kregs[i] == m) {
+				ep->kregs[i] = ep->kregs[--ep->nkregs];
+				break;
+			}
+		pthread_mutex_unlock(&ep->core.lock);
+		m->kev = 0;
+	}
+	pthread_mutex_unlock(&ipx_lock);
+	epc_put(&m->core);
+}
+
+void ipx_member_remove_all(struct ipx_file *f)
+{
+	struct ipx_member *m;
+
+	pthread_mutex_lock(&ipx_lock);
+	while ((m = LIST_FIRST(&f->members)) != NULL) {
+		LIST_REMOVE(m, flink);
+		m->onlist = false;
+		if (!epc_unlink(&m->core))
+			continue;	/* a concurrent DEL or teardown owns it */
+		/* Order ipx_lock -> stack lock is allowed; keep the put
+		 * (which may free the file's last ref) here too: it takes
+		 * no ipx lock. */
+		lsock_watch_del(f->sock, &m->watch);
+		if (m->kev != 0) {
+			pthread_mutex_lock(&m->ep->core.lock);
+			for (int i = 0; i < m->ep->nkregs; i++)
+				if (m->ep->kregs[i] == m) {
+					m->ep->kregs[i] = m->ep->kregs[--m->ep->nkregs];
+					break;
+				}
+			pthread_mutex_unlock(&m->ep->core.lock);
+			m->kev = 0;
+		}
+		epc_put(&m->core);
+	}
+	pthread_mutex_unlock(&ipx_lock);
+}
+
+/*
+ * The socket became a plain kernel socket (connect to a destination the
+ * kernel serves): its epoll registrations move to the kernel sets, with the
+ * interest and data the app gave, so the app keeps getting its events (nginx
+ * registers an upstream socket before it connects).
+ */
+void ipx_member_convert_all(struct ipx_file *f)
+{
+	struct ipx_member *m;
+	struct epoll_event kev;
+
+	pthread_mutex_lock(&ipx_lock);
+	while ((m = LIST_FIRST(&f->members)) != NULL) {
+		LIST_REMOVE(m, flink);
+		m->onlist = false;
+		if (!epc_unlink(&m->core))
+			continue;
+		lsock_watch_del(f->sock, &m->watch);
+		pthread_mutex_lock(&m->ep->core.lock);
+		kev.events = m->core.events;
+		kev.data = m->core.data;
+		for (int i = 0; i < m->ep->nkregs; i++)
+			if (m->ep->kregs[i] == m) {
+				m->ep->kregs[i] = m->ep->kregs[--m->ep->nkregs];
+				break;
+			}
+		pthread_mutex_unlock(&m->ep->core.lock);
+		/* MOD where the kernel side was registered (ADD if that
+		 * registration is gone with its kernel file). */
+		if ((m->kev == 0 || real.epoll_ctl(m->epfd, EPOLL_CTL_MOD, m->core.fd, &kev) < 0) &&
+		    real.epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->core.fd, &kev) < 0)
+			fprintf(stderr, "libretto: epoll: cannot move fd %d to the kernel set: %s\n",
+				m->core.fd, strerror(errno));
+		m->kev = 0;
+		epc_put(&m->core);
+	}
+	pthread_mutex_unlock(&ipx_lock);
+}
+
+void ipx_epoll_destroy(struct ipx_epoll *ep)
+{
+	struct epc_member *c;
+
+	while ((c = epc_pop(&ep->core)) != NULL)
+		ipx_member_finish((struct ipx_member *)c);
+}
+
+void ipx_epoll_free(struct ipx_epoll *ep)
+{
+	for (int i = 0; i < ep->nnested; i++)
+		ipx_put(ep->nested[i]);
+	free(ep->nested);
+	ipx_private_del(ep->doorbell);
+	real.close(ep->doorbell);
+	epc_fini(&ep->core);
+	free(ep->kregs);
+	free(ep);
+}
+
+static int ipx_epoll_make(int kfd)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct ipx_epoll *ep;
+	struct ipx_file *f;
+	int err;
+
+	ep = calloc(1, sizeof(*ep));
+	if (ep == NULL)
+		return -ENOMEM;
+	epc_init(&ep->core, ipx_epoll_ring);
+	ep->doorbell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ep->doorbell < 0) {
+		err = -errno;
+		goto fail_free;
+	}
+	ev.data.u64 = ipx_doorbell_tag(ep);
+	if (real.epoll_ctl(kfd, EPOLL_CTL_ADD, ep->doorbell, &ev) < 0) {
+		err = -errno;
+		goto fail_close;
+	}
+	err = ipx_private_add(ep->doorbell);
+	if (err < 0)
+		goto fail_close;
+	f = ipx_file_new(IPX_EPOLL);
+	if (f == NULL) {
+		err = -ENOMEM;
+		goto fail_private;
+	}
+	f->ep = ep;
+	err = ipx_attach(f, kfd);
+	/* On failure this frees f and, through ipx_epoll_free, ep. */
+	ipx_put(f);
+	return err;
+
+fail_private:
+	ipx_private_del(ep->doorbell);
+fail_close:
+	real.close(ep->doorbell);
+fail_free:
+	epc_fini(&ep->core);
+	free(ep);
+	return err;
+}
+
+static int ipx_epoll_create(int kfd)
+{
+	int err;
+
+	if (kfd < 0 || !stack_active())
+		return kfd;
+	err = ipx_epoll_make(kfd);
+	if (err < 0) {
+		real.close(kfd);
+		errno = -err;
+		return -1;
+	}
+	return kfd;
+}
+
+IPX_EXPORT int epoll_create(int size)
+{
+	real_init();
+	return ipx_epoll_create(real.epoll_create(size));
+}
+
+IPX_EXPORT int epoll_create1(int flags)
+{
+	real_init();
+	return ipx_epoll_create(real.epoll_create1(flags));
+}
+
+static int ipx_epoll_ctl_member(struct ipx_file *ef, int epfd, int op, int fd,
+				struct ipx_file *sf, struct epoll_event *ev)
+{
+	struct ipx_epoll *ep = ef->ep;
+	struct epc_member *c;
+	struct ipx_member *m;
+	int err;
+
+	switch (op) {
+	case EPOLL_CTL_ADD:
+		if (ev == NULL)
+			return -EFAULT;
+		m = calloc(1, sizeof(*m));
+		if (m == NULL)
+			return -ENOMEM;
+		m->core.ops = &ipx_member_ops;
+		m->watch.notify = ipx_member_notify;
+		m->watch.arg = &m->core;
+		m->ep = ep;
+		m->epfd = epfd;
+		ipx_pin(sf);
+		m->file = sf;
+		/* Linked, listed and watching under ipx_lock, so a final
+		 * close of the socket (ipx_member_remove_all) sees all three
+		 * or none. */
+		pthread_mutex_lock(&ipx_lock);
+		/* A descriptor was closed since we looked it up (then the
+		 * teardown that follows its last close would miss us). */
+		err = sf->nfd > 0 && ef->nfd > 0 ?
+			epc_add(&ep->core, &m->core, fd, sf, ev) : -EBADF;
+		if (err == 0) {
+			LIST_INSERT_HEAD(&sf->members, m, flink);
+			m->onlist = true;
+			lsock_watch_add(sf->sock, &m->watch);
+		}
+		pthread_mutex_unlock(&ipx_lock);
+		if (err < 0) {
+			ipx_put(sf);
+			free(m);
+			return err;
+		}
+		ipx_member_kcheck(m);
+		return 0;
+	case EPOLL_CTL_MOD:
+		if (ev == NULL)
+			return -EFAULT;
+		return epc_mod(&ep->core, fd, sf, ev);
+	case EPOLL_CTL_DEL:
+		c = epc_del(&ep->core, fd, sf);
+		if (c == NULL)
+			return -ENOENT;
+		ipx_member_finish((struct ipx_member *)c);
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+IPX_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	struct ipx_file *ef, *tf;
+	int r;
+
+	real_init();
+	if (fdtab_peek(epfd) == NULL && fdtab_peek(fd) == NULL)
+		return real.epoll_ctl(epfd, op, fd, ev);
+	ef = ipx_get(epfd);
+	tf = ipx_get(fd);
+	if (ef == NULL || ef->kind != IPX_EPOLL || tf == NULL || tf->kind != IPX_SOCK ||
+	    epfd == fd) {
+		/* Kernel members, nested epoll instances (they become
+		 * readable through their doorbell, so they must ring even
+		 * without a sleeper) and every error case are the kernel's.
+		 * A libOS socket in an epoll set created before the stack
+		 * started is seen through its kernel fd only. */
+		if (tf != NULL && tf->kind == IPX_EPOLL && op != EPOLL_CTL_DEL)
+			atomic_store(&tf->ep->core.always_ring, true);
+		r = real.epoll_ctl(epfd, op, fd, ev);
+		if (r == 0 && tf != NULL && tf->kind == IPX_EPOLL) {
+			if (ef != NULL && ef->kind == IPX_EPOLL && op != EPOLL_CTL_MOD)
+				ipx_epoll_nest(ef->ep, tf, op == EPOLL_CTL_ADD);
+			if (op != EPOLL_CTL_DEL)
+				ipx_epoll_sync_doorbell(tf->ep);
+		}
+	} else {
+		r = (int)ipx_ret(ipx_epoll_ctl_member(ef, epfd, op, fd, tf, ev));
+	}
+	if (tf != NULL)
+		ipx_put(tf);
+	if (ef != NULL)
+		ipx_put(ef);
+	return r;
+}
+
+/*
+ * Sort what the kernel set returned: the doorbell is drained and dropped, a
+ * member's kernel edge becomes a notify, the app's own events are kept
+ * (compacted to the front).  Returns how many were kept; *renotified says a
+ * member may now be ready.
+ */
+static int ipx_epoll_sort(struct ipx_epoll *ep, struct epoll_event *ev, int k, bool *renotified)
+{
+	uint64_t bell = ipx_doorbell_tag(ep);
+	struct ipx_member *m;
+	int i, j, kept = 0;
+
+	for (i = 0; i < k; i++) {
+		if (ev[i].data.u64 == bell) {
+			ipx_doorbell_drain(ep);
+			continue;
+		}
+		if ((ev[i].data.u64 & 7) == IPX_TAG_MEMBER) {
+			m = NULL;
+			pthread_mutex_lock(&ep->core.lock);
+			for (j = 0; j < ep->nkregs; j++)
+				if ((uint64_t)(uintptr_t)ep->kregs[j] ==
+				    (ev[i].data.u64 & ~(uint64_t)7)) {
+					m = ep->kregs[j];
+					m->core.refs++;
+					break;
+				}
+			pthread_mutex_unlock(&ep->core.lock);
+			if (m != NULL) {
+				epc_notify(&m->core, ev[i].events);
+				epc_put(&m->core);
+				*renotified = true;
+				continue;
+			}
+		}
+		ev[kept++] = ev[i];
+	}
+	return kept;
+}
+
+static long ipx_ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+	long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (deadline->tv_sec - now.tv_sec) * 1000 +
+	     (deadline->tv_nsec - now.tv_nsec + 999999) / 1000000;
+	return ms < 0 ? 0 : ms;
+}
+
+static long ipx_ns_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t0->tv_sec) * 1000000000L + (now.tv_nsec - t0->tv_nsec);
+}
+
+static int ipx_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout,
+			  const sigset_t *mask, bool pwait)
+{
+	struct timespec deadline, spin0;
+	struct ipx_file *f;
+	struct ipx_epoll *ep;
+	bool spun = false, renotified;
+	int n, k, saved;
+	long left;
+
+	real_init();
+	f = fdtab_peek(epfd) ? ipx_get(epfd) : NULL;
+	if (f == NULL || f->kind != IPX_EPOLL) {
+		if (f != NULL)
+			ipx_put(f);
+		return pwait ? real.epoll_pwait(epfd, evs, max, timeout, mask)
+			     : real.epoll_wait(epfd, evs, max, timeout);
+	}
+	ep = f->ep;
+	if (max <= 0 || (size_t)max > INT_MAX / sizeof(struct epoll_event)) {
+		ipx_put(f);
+		errno = EINVAL;
+		return -1;
+	}
+	if (timeout > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += timeout / 1000;
+		deadline.tv_nsec += (long)(timeout % 1000) * 1000000;
+		if (deadline.tv_nsec >= 1000000000) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000;
+		}
+	}
+	for (;;) {
+		renotified = false;
+		n = epc_collect(&ep->core, evs, max);
+		if (n < max) {
+			ipx_epoll_refresh_nested(ep);
+			k = real.epoll_wait(epfd, evs + n, max - n, 0);
+			if (k < 0) {
+				if (n > 0)
+					break;
+				saved = errno;
+				ipx_put(f);
+				errno = saved;
+				return -1;
+			}
+			n += ipx_epoll_sort(ep, evs + n, k, &renotified);
+		}
+		if (n > 0)
+			break;
+		if (renotified)
+			continue;
+		if (timeout == 0)
+			break;
+		/* Bounded spin: run the stack ourselves, as a packet may be
+		 * a few microseconds away. */
+		if (!spun && stack_active()) {
+			long budget = atomic_load_explicit(&ep->spin_ns, memory_order_relaxed);
+			bool hit;
+
+			spun = true;
+			if (budget <= 0)
+				budget = IPX_SPIN_MAX_NS;
+			clock_gettime(CLOCK_MONOTONIC, &spin0);
+			while (!(hit = epc_has_ready(&ep->core)) && ipx_ns_since(&spin0) < budget)
+				if (stack_poll(64) == 0)
+					__builtin_ia32_pause();
+			budget = hit ? IPX_SPIN_MAX_NS : budget / 2 < IPX_SPIN_MIN_NS ? IPX_SPIN_MIN_NS : budget / 2;
+			atomic_store_explicit(&ep->spin_ns, budget, memory_order_relaxed);
+			continue;
+		}
+		left = timeout < 0 ? -1 : ipx_ms_left(&deadline);
+		if (left == 0)
+			break;
+		ipx_epoll_refresh_nested(ep);
+		epc_sleep_begin(&ep->core);
+		if (epc_has_ready(&ep->core)) {
+			epc_sleep_end(&ep->core);
+			continue;
+		}
+		k = real.epoll_pwait(epfd, evs, max, left > INT_MAX ? INT_MAX : (int)left, mask);
+		saved = errno;
+		epc_sleep_end(&ep->core);
+		if (k < 0) {
+			/* EINTR as Linux: never restarted, even with SA_RESTART. */
+			ipx_put(f);
+			errno = saved;
+			return -1;
+		}
+		n = ipx_epoll_sort(ep, evs, k, &renotified);
+		if (n > 0) {
+			n += epc_collect(&ep->core, evs + n, max - n);
+			break;
+		}
+	}
+	/* Nested in another set: keep the doorbell readable while level-
+	 * triggered members remain ready (reported again and again, as
+	 * Linux's nested readiness is). */
+	if (atomic_load(&ep->core.always_ring))
+		ipx_epoll_sync_doorbell(ep);
+	ipx_put(f);
+	return n;
+}
+
+IPX_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	return ipx_epoll_wait(epfd, ev, max, timeout, NULL, false);
+}
+
+IPX_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+			   const sigset_t *mask)
+{
+	return ipx_epoll_wait(epfd, ev, max, timeout, mask, true);
+}

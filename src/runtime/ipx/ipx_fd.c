@@ -1,0 +1,393 @@
+/* Descriptor bookkeeping: runtime files, close, dup, dup2, dup3, fcntl. */
+/* Our fcntl/sendfile must keep their own names: with 64-bit file offsets
+ * requested, glibc's headers would rename the definitions to *64. */
+#undef _FILE_OFFSET_BITS
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/resource.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "ipx/ipx.h"
+#include "stack/stack.h"
+
+pthread_mutex_t ipx_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The slot value of runtime-private descriptors; never freed. */
+struct ipx_file ipx_private = { .kind = IPX_PRIV, .refs = 1 << 30, .priv_kfd = -1 };
+
+/*
+ * The stack's private descriptors (lease, NIC, region; stack.h).  Weak, so
+ * the interposition layer also links without the stack (unit tests).
+ */
+extern bool stack_fd_is_private(int fd) __attribute__((weak));
+
+void ipx_pin(void *obj)
+{
+	struct ipx_file *f = obj;
+
+	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+void ipx_put(struct ipx_file *f)
+{
+	/* acq_rel: the last putter sees every other user's writes. */
+	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (f->kind == IPX_SOCK)
+		lsock_drop(f->sock);
+	else if (f->kind == IPX_EPOLL)
+		ipx_epoll_free(f->ep);
+	free(f);
+}
+
+/*
+ * fork() from a thread while another holds ipx_lock would leave the child
+ * a locked copy.  The handlers are registered at the first runtime file,
+ * i.e. after the stack registered its own: prepare handlers run in reverse
+ * order, so ipx_lock is taken before the stack lock, as everywhere else.
+ */
+static void ipx_fork_prepare(void)
+{
+	pthread_mutex_lock(&ipx_lock);
+}
+
+static void ipx_fork_done(void)
+{
+	pthread_mutex_unlock(&ipx_lock);
+}
+
+static void ipx_fork_register(void)
+{
+	pthread_atfork(ipx_fork_prepare, ipx_fork_done, ipx_fork_done);
+}
+
+struct ipx_file *ipx_file_new(enum ipx_kind kind)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct ipx_file *f;
+
+	pthread_once(&once, ipx_fork_register);
+	f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return NULL;
+	f->kind = kind;
+	atomic_init(&f->refs, 1);
+	f->priv_kfd = -1;
+	LIST_INIT(&f->members);
+	return f;
+}
+
+struct ipx_file *ipx_get_sock(int fd)
+{
+	struct ipx_file *f = ipx_get(fd);
+
+	if (f != NULL && f->kind != IPX_SOCK) {
+		ipx_put(f);
+		return NULL;
+	}
+	return f;
+}
+
+bool ipx_fd_private(int fd)
+{
+	if (fdtab_peek(fd) == &ipx_private)
+		return true;
+	return stack_fd_is_private != NULL && stack_fd_is_private(fd);
+}
+
+int ipx_private_add(int fd)
+{
+	void *old;
+
+	return fdtab_swap(fd, &ipx_private, &old);
+}
+
+void ipx_private_del(int fd)
+{
+	void *old;
+
+	fdtab_swap(fd, NULL, &old);
+}
+
+int ipx_attach(struct ipx_file *f, int fd)
+{
+	void *old;
+	int err;
+
+	ipx_pin(f);
+	pthread_mutex_lock(&ipx_lock);
+	f->nfd++;
+	pthread_mutex_unlock(&ipx_lock);
+	if (f->kind == IPX_SOCK)
+		lsock_fd_get(f->sock);
+	err = fdtab_swap(fd, f, &old);
+	if (err < 0) {
+		ipx_detach(f);
+		return err;
+	}
+	/* The kernel just gave us this number, so a stale object there means
+	 * somebody closed it behind our back (a raw syscall): forget it. */
+	if (old != NULL && old != &ipx_private)
+		ipx_detach(old);
+	return 0;
+}
+
+void ipx_detach(struct ipx_file *f)
+{
+	bool last;
+	int priv = -1;
+	void *old;
+
+	if (f == &ipx_private)
+		return;
+	pthread_mutex_lock(&ipx_lock);
+	last = --f->nfd == 0;
+	if (last) {
+		priv = f->priv_kfd;
+		f->priv_kfd = -1;
+	}
+	pthread_mutex_unlock(&ipx_lock);
+	if (last) {
+		/* Linux drops epoll registrations with the description. */
+		if (f->kind == IPX_SOCK)
+			ipx_member_remove_all(f);
+		else if (f->kind == IPX_EPOLL)
+			ipx_epoll_destroy(f->ep);
+	}
+	if (f->kind == IPX_SOCK)
+		lsock_fd_put(f->sock);
+	if (priv >= 0) {
+		fdtab_swap(priv, NULL, &old);
+		real.close(priv);
+	}
+	ipx_put(f);
+}
+
+/*
+ * A close-on-exec copy of fd at a high number (out of the way of the
+ * program's own numbering), marked private; -1 if none could be made.
+ */
+static int ipx_private_dup(int fd)
+{
+	int (*rf)(int, int, ...) = (int (*)(int, int, ...))real.fcntl;
+	struct rlimit rl;
+	long base = 0;
+	int nk;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		base = (long)(rl.rlim_cur / 4 * 3);
+	if (base > INT_MAX)
+		base = 0;
+	nk = rf(fd, F_DUPFD_CLOEXEC, base);
+	if (nk < 0)
+		nk = rf(fd, F_DUPFD_CLOEXEC, 0L);
+	if (nk >= 0 && ipx_private_add(nk) < 0) {
+		real.close(nk);
+		nk = -1;
+	}
+	return nk;
+}
+
+/*
+ * close(): the slot is cleared before the kernel fd is closed, so a racing
+ * socket() that gets the number back cannot have its new slot cleared by us.
+ *
+ * The socket layer keeps using its kfd (the socket's first number).  When
+ * the program closes that number while dup'ed descriptors live on, the
+ * socket layer is moved to a private copy of the kernel socket (same
+ * description), closed with the last descriptor, and the program's number
+ * is really closed.  Only if no copy can be made does the number stay open,
+ * hidden (EBADF to the program, not reused) until the last descriptor goes.
+ */
+IPX_EXPORT int close(int fd)
+{
+	struct ipx_file *f;
+	void *old;
+	int r, nk;
+
+	real_init();
+	if (ipx_fd_private(fd)) {
+		errno = EBADF;
+		return -1;
+	}
+	if (fdtab_peek(fd) == NULL)
+		return real.close(fd);
+	f = ipx_get(fd);
+	if (f == NULL)
+		return real.close(fd);
+	if (f->kind == IPX_SOCK && fd == lsock_kfd(f->sock)) {
+		pthread_mutex_lock(&ipx_lock);
+		if (f->nfd > 1 && fdtab_peek(fd) == f && f->priv_kfd < 0) {
+			nk = ipx_private_dup(fd);
+			if (nk < 0) {
+				f->priv_kfd = fd;
+				fdtab_swap(fd, &ipx_private, &old);
+				pthread_mutex_unlock(&ipx_lock);
+				ipx_put(f);
+				ipx_detach(old);
+				return 0;
+			}
+			lsock_set_kfd(f->sock, nk);
+			f->priv_kfd = nk;
+		}
+		pthread_mutex_unlock(&ipx_lock);
+	}
+	ipx_put(f);
+	fdtab_swap(fd, NULL, &old);
+	r = real.close(fd);
+	if (old != NULL)
+		ipx_detach(old);
+	return r;
+}
+
+/* After the kernel made newfd a copy of fd: make our slot agree. */
+static int ipx_dup_finish(int fd, int newfd)
+{
+	struct ipx_file *f;
+	void *old;
+	int err;
+
+	f = ipx_get(fd);
+	if (f == &ipx_private) {
+		ipx_put(f);
+		f = NULL;
+	}
+	if (f == NULL) {
+		/* newfd is a kernel fd now; it may have named one of ours. */
+		fdtab_swap(newfd, NULL, &old);
+		if (old != NULL)
+			ipx_detach(old);
+		return newfd;
+	}
+	err = ipx_attach(f, newfd);
+	ipx_put(f);
+	if (err < 0) {
+		real.close(newfd);
+		errno = -err;
+		return -1;
+	}
+	return newfd;
+}
+
+IPX_EXPORT int dup(int fd)
+{
+	int nfd;
+
+	real_init();
+	nfd = real.dup(fd);
+	if (nfd < 0 || fdtab_peek(fd) == NULL)
+		return nfd;
+	return ipx_dup_finish(fd, nfd);
+}
+
+static int ipx_dup3(int fd, int fd2, int flags, bool is_dup2)
+{
+	int r;
+
+	real_init();
+	if (fd != fd2 && ipx_fd_private(fd2)) {
+		errno = EBADF;
+		return -1;
+	}
+	r = is_dup2 ? real.dup2(fd, fd2) : real.dup3(fd, fd2, flags);
+	if (r < 0 || fd == fd2)
+		return r;
+	if (fdtab_peek(fd) == NULL && fdtab_peek(fd2) == NULL)
+		return r;
+	return ipx_dup_finish(fd, fd2);
+}
+
+IPX_EXPORT int dup2(int fd, int fd2)
+{
+	return ipx_dup3(fd, fd2, 0, true);
+}
+
+IPX_EXPORT int dup3(int fd, int fd2, int flags)
+{
+	return ipx_dup3(fd, fd2, flags, false);
+}
+
+/*
+ * fcntl on a libOS socket: O_NONBLOCK belongs to the lsock (and is mirrored
+ * on the kernel fd, which shares the description); the dup commands make a
+ * new slot; everything else is the kernel fd's business.
+ */
+static int ipx_fcntl(int fd, int cmd, long arg, bool is64)
+{
+	struct ipx_file *f;
+	int r;
+	int (*rf)(int, int, ...) = (int (*)(int, int, ...))real.fcntl;
+
+	real_init();
+	if (is64 && real.fcntl64 != NULL)
+		rf = (int (*)(int, int, ...))real.fcntl64;
+	if (fdtab_peek(fd) == NULL) {
+		/* The stack's private descriptors are invisible to the app. */
+		if (stack_fd_is_private != NULL && stack_fd_is_private(fd)) {
+			errno = EBADF;
+			return -1;
+		}
+		return rf(fd, cmd, arg);
+	}
+	switch (cmd) {
+	case F_DUPFD:
+	case F_DUPFD_CLOEXEC:
+		r = rf(fd, cmd, arg);
+		if (r < 0)
+			return r;
+		return ipx_dup_finish(fd, r);
+	case F_GETFL:
+	case F_SETFL:
+		break;
+	default:
+		return rf(fd, cmd, arg);
+	}
+	f = ipx_get_sock(fd);
+	if (f == NULL)
+		return rf(fd, cmd, arg);
+	if (cmd == F_GETFL) {
+		r = rf(fd, F_GETFL, 0L);
+		if (r >= 0)
+			r = (r & ~O_NONBLOCK) | (lsock_nonblock(f->sock) ? O_NONBLOCK : 0);
+	} else {
+		/*
+		 * O_NONBLOCK is the socket's.  It is set on the kernel fd too
+		 * but never cleared there: the socket layer may need its kfd
+		 * non-blocking (a listener accepts loopback clients from it),
+		 * and F_GETFL answers from the socket anyway.  The other
+		 * flags (O_ASYNC...) are the kernel fd's.
+		 */
+		r = rf(fd, F_GETFL, 0L);
+		if (r >= 0)
+			r = rf(fd, F_SETFL, (arg & ~(long)O_NONBLOCK) | (r & O_NONBLOCK) |
+					     (arg & O_NONBLOCK));
+		if (r >= 0)
+			lsock_set_nonblock(f->sock, (arg & O_NONBLOCK) != 0);
+	}
+	ipx_put(f);
+	return r;
+}
+
+IPX_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, long);
+	va_end(ap);
+	return ipx_fcntl(fd, cmd, arg, false);
+}
+
+IPX_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, long);
+	va_end(ap);
+	return ipx_fcntl(fd, cmd, arg, true);
+}

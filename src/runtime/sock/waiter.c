@@ -1,0 +1,173 @@
+/* Per-thread waiters: bounded spin running the stack, then ppoll on an eventfd. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+
+#include "ipx/real.h"
+#include "sock/lsock.h"
+#include "stack/stack.h"
+
+/* How long a sleeper first spins running the stack, and how often it polls
+ * the NIC meanwhile.  Tens of microseconds: a cross-CPU wake-up costs ~25. */
+#define WAITER_SPIN_NS 30000
+#define WAITER_POLL_BUDGET 32
+/* Extra pollfds handled without allocating. */
+#define WAITER_STACK_FDS 8
+
+struct lsock_waiter {
+	int efd;
+	/* Set by wake() before it writes the eventfd, cleared by arm();
+	 * sleep() reads it first.  seq_cst: wake's exchange pairs with arm's
+	 * store and sleep's load so a wake after arm is never missed. */
+	atomic_bool woken;
+};
+
+static pthread_key_t waiter_key;
+static pthread_once_t waiter_once = PTHREAD_ONCE_INIT;
+static bool waiter_key_ok;
+
+static void waiter_free(void *p)
+{
+	struct lsock_waiter *w = p;
+
+	if (w == NULL)
+		return;
+	if (w->efd >= 0)
+		real.close(w->efd);
+	free(w);
+}
+
+static void waiter_key_init(void)
+{
+	waiter_key_ok = pthread_key_create(&waiter_key, waiter_free) == 0;
+}
+
+struct lsock_waiter *lsock_waiter_self(void)
+{
+	struct lsock_waiter *w;
+
+	pthread_once(&waiter_once, waiter_key_init);
+	if (!waiter_key_ok)
+		return NULL;
+	w = pthread_getspecific(waiter_key);
+	if (w)
+		return w;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return NULL;
+	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->efd < 0) {
+		fprintf(stderr, "libretto: waiter eventfd: %s\n", strerror(errno));
+		free(w);
+		return NULL;
+	}
+	atomic_init(&w->woken, false);
+	if (pthread_setspecific(waiter_key, w) != 0) {
+		waiter_free(w);
+		return NULL;
+	}
+	return w;
+}
+
+void lsock_waiter_wake(struct lsock_waiter *w)
+{
+	uint64_t one = 1;
+
+	if (w == NULL || atomic_exchange(&w->woken, true))
+		return;	/* already woken since the last arm: one write is enough */
+	while (real.write(w->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+void lsock_waiter_arm(struct lsock_waiter *w)
+{
+	uint64_t v;
+
+	atomic_store(&w->woken, false);
+	/* Drain after clearing: a wake racing with us either sees false and
+	 * writes again (after our read) or its write was drained with its flag
+	 * already cleared, which only costs a spurious wake-up. */
+	while (real.read(w->efd, &v, sizeof(v)) < 0 && errno == EINTR)
+		;
+}
+
+static int64_t waiter_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int lsock_waiter_sleep(struct lsock_waiter *w, struct pollfd *extra, int nextra,
+		       int timeout_ms, const sigset_t *mask)
+{
+	struct pollfd local[WAITER_STACK_FDS + 1];
+	struct pollfd *pfd = local;
+	int64_t start = waiter_now_ns();
+	int64_t deadline = timeout_ms >= 0 ? start + (int64_t)timeout_ms * 1000000 : -1;
+	int r;
+
+	if (nextra < 0)
+		nextra = 0;
+	/* Spin first: the wake-up usually comes from a frame that is about
+	 * to arrive, and this thread may as well run the stack for it. */
+	while (!atomic_load(&w->woken)) {
+		int64_t now = waiter_now_ns();
+		if (now - start >= WAITER_SPIN_NS || (deadline >= 0 && now >= deadline))
+			break;
+		if (stack_active())
+			stack_poll(WAITER_POLL_BUDGET);
+	}
+	if (atomic_load(&w->woken) && nextra == 0)
+		return 0;
+
+	if (nextra > WAITER_STACK_FDS) {
+		pfd = calloc((size_t)nextra + 1, sizeof(*pfd));
+		if (pfd == NULL)
+			return -ENOMEM;
+	}
+	pfd[0].fd = w->efd;
+	pfd[0].events = POLLIN;
+	pfd[0].revents = 0;
+	for (int i = 0; i < nextra; i++) {
+		pfd[i + 1] = extra[i];
+		pfd[i + 1].revents = 0;
+	}
+	struct timespec ts, *tsp = NULL;
+	if (atomic_load(&w->woken)) {
+		/* Only collect the extra fds' state. */
+		ts.tv_sec = 0;
+		ts.tv_nsec = 0;
+		tsp = &ts;
+	} else if (deadline >= 0) {
+		int64_t left = deadline - waiter_now_ns();
+		if (left < 0)
+			left = 0;
+		ts.tv_sec = left / 1000000000;
+		ts.tv_nsec = left % 1000000000;
+		tsp = &ts;
+	}
+	r = real.ppoll(pfd, (nfds_t)nextra + 1, tsp, mask);
+	if (r < 0) {
+		r = errno == EINTR ? -EINTR : -errno;
+	} else {
+		for (int i = 0; i < nextra; i++)
+			extra[i].revents = pfd[i + 1].revents;
+		if (r > 0 || atomic_load(&w->woken))
+			r = 0;
+		else
+			r = -ETIMEDOUT;
+	}
+	if (pfd != local)
+		free(pfd);
+	return r;
+}

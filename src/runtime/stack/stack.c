@@ -1,0 +1,614 @@
+/* The in-process TCP/IP stack: lwIP's start, its one netif, and the progress thread. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <lwip/tcpip.h>
+#include <lwip/netif.h>
+#include <lwip/pbuf.h>
+#include <lwip/etharp.h>
+#include <netif/ethernet.h>
+
+#include "ipx/real.h"
+#include "nic/nic.h"
+#include "stack/stack.h"
+#include "stack/stack_int.h"
+
+/* Frames taken from the NIC per lock hold. */
+#define STACK_RX_BATCH 64
+/* How long the progress thread spins before it sleeps, right after traffic
+ * and when the link has been quiet for a while. */
+#define STACK_SPIN_BUSY_NS 50000
+#define STACK_SPIN_IDLE_NS 5000
+#define STACK_BUSY_WINDOW_NS 10000000
+/* The progress thread's sleep bound, so it notices shutdown. */
+#define STACK_SLEEP_MS 100
+/* Ethernet header plus one VLAN tag: the longest frame is mtu + this. */
+#define STACK_L2_MAX 18
+#define STACK_ETH_HLEN 14
+
+struct stack {
+	bool active;             /* stack_init() succeeded */
+	/* False in a child after fork(): the rings are MADV_DONTFORK, so the
+	 * child must not touch the NIC; its lwIP copy sends nothing. */
+	atomic_bool nic_ok;
+	atomic_bool stopping;    /* the process is exiting */
+	struct stack_lease lease;
+	struct nic nic;
+	struct netif netif;
+	struct libretto_region *region;
+	/* Serializes the NIC's receive side; taken before the core lock. */
+	pthread_mutex_t rx_lock;
+	sem_t tcpip_ready;
+	/* Port references behind each region entry (SO_REUSEPORT and dup'ed
+	 * binds share one entry); under the core lock. */
+	unsigned port_refs[REGION_MAX_PORTS];
+	bool rx_error_reported;  /* under rx_lock */
+};
+
+static struct stack stack = {
+	.rx_lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+bool stack_active(void)
+{
+	return stack.active;
+}
+
+/*
+ * The stack lock is lwIP's core lock.  Before stack_init() (and without a
+ * lease) lwIP's mutex does not exist, and there is nothing to protect.
+ *
+ * Transmit batching: while one of our threads holds the lock, the backend
+ * may queue frames without a doorbell each (nic->defer_kick), and we ring it
+ * once before letting go.  lwIP's own thread (timers) takes the lock with
+ * LOCK_TCPIP_CORE directly, finds defer_kick false, and kicks per frame.
+ */
+static inline void stack_lock_batch(void)
+{
+	LOCK_TCPIP_CORE();
+	stack.nic.defer_kick = true;
+}
+
+static inline void stack_unlock_batch(void)
+{
+	stack.nic.defer_kick = false;
+	if (atomic_load_explicit(&stack.nic_ok, memory_order_relaxed))
+		nic_kick(&stack.nic);
+	UNLOCK_TCPIP_CORE();
+}
+
+void stack_lock(void)
+{
+	if (stack.active)
+		stack_lock_batch();
+}
+
+void stack_unlock(void)
+{
+	if (stack.active)
+		stack_unlock_batch();
+}
+
+struct libretto_region *stack_region(void)
+{
+	return stack.region;
+}
+
+int stack_ctl_fd(void)
+{
+	return stack.active ? stack.lease.ctl_fd : -1;
+}
+
+struct in_addr stack_ip(void)
+{
+	return stack.lease.ip;
+}
+
+struct in_addr stack_netmask(void)
+{
+	return stack.lease.netmask;
+}
+
+bool stack_routes(struct in_addr dst)
+{
+	uint32_t a = ntohl(dst.s_addr);
+
+	if (!stack.active)
+		return false;
+	/* "This network", loopback, multicast and limited broadcast never go
+	 * out of the NIC as unicast traffic of ours. */
+	if ((a >> 24) == 0 || (a >> 24) == 127 || (a >> 28) == 14 || a == 0xffffffffu)
+		return false;
+	if ((dst.s_addr & stack.lease.netmask.s_addr) ==
+	    (stack.lease.ip.s_addr & stack.lease.netmask.s_addr))
+		return true;
+	return stack.lease.gw.s_addr != 0;
+}
+
+/* Counters have one writer at a time (region.h): a relaxed store of the
+ * incremented value is enough for librettod's relaxed loads. */
+static inline void region_add(uint64_t *field, uint64_t n)
+{
+	__atomic_store_n(field, *field + n, __ATOMIC_RELAXED);
+}
+
+void stack_port_add(uint8_t proto, uint16_t port, uint8_t state)
+{
+	struct libretto_region *r = stack.region;
+	uint32_t n;
+
+	if (!r)
+		return;
+	n = r->nports;
+	for (uint32_t i = 0; i < n; i++) {
+		if (r->ports[i].proto == proto && r->ports[i].port == port) {
+			stack.port_refs[i]++;
+			if (state > r->ports[i].state)
+				__atomic_store_n(&r->ports[i].state, state, __ATOMIC_RELAXED);
+			return;
+		}
+	}
+	if (n == REGION_MAX_PORTS)
+		return; /* `libretto ps` shows the first REGION_MAX_PORTS */
+	r->ports[n].port = port;
+	r->ports[n].proto = proto;
+	r->ports[n].state = state;
+	stack.port_refs[n] = 1;
+	/* Release: the entry is written before a reader can count it. */
+	__atomic_store_n(&r->nports, n + 1, __ATOMIC_RELEASE);
+}
+
+void stack_port_del(uint8_t proto, uint16_t port)
+{
+	struct libretto_region *r = stack.region;
+	uint32_t n;
+
+	if (!r)
+		return;
+	n = r->nports;
+	for (uint32_t i = 0; i < n; i++) {
+		if (r->ports[i].proto != proto || r->ports[i].port != port)
+			continue;
+		if (--stack.port_refs[i] > 0)
+			return;
+		/* Shrink first, then move the last entry into the hole: a reader
+		 * may see the moved entry twice or miss it once, never garbage. */
+		__atomic_store_n(&r->nports, n - 1, __ATOMIC_RELEASE);
+		if (i != n - 1) {
+			r->ports[i] = r->ports[n - 1];
+			stack.port_refs[i] = stack.port_refs[n - 1];
+		}
+		memset(&r->ports[n - 1], 0, sizeof(r->ports[n - 1]));
+		stack.port_refs[n - 1] = 0;
+		return;
+	}
+}
+
+/* lwIP's linkoutput: runs under the core lock, from whichever thread made
+ * lwIP send (an application thread, the progress thread, lwIP's timers). */
+static err_t stack_linkoutput(struct netif *netif, struct pbuf *p)
+{
+	struct iovec iov[16];
+	unsigned char flat[2048];
+	int n = 0, err;
+
+	if (!atomic_load_explicit(&stack.nic_ok, memory_order_relaxed))
+		return ERR_IF;
+	for (struct pbuf *q = p; q; q = q->next) {
+		if (n == (int)(sizeof(iov) / sizeof(iov[0]))) {
+			/* Rare: a long chain.  Flatten it rather than fail. */
+			err = -EMSGSIZE;
+			if (p->tot_len > sizeof(flat))
+				goto drop;
+			pbuf_copy_partial(p, flat, p->tot_len, 0);
+			iov[0].iov_base = flat;
+			iov[0].iov_len = p->tot_len;
+			n = 1;
+			break;
+		}
+		iov[n].iov_base = q->payload;
+		iov[n].iov_len = q->len;
+		n++;
+	}
+	err = nic_tx(&stack.nic, iov, n);
+	if (err < 0)
+		goto drop;
+	if (stack.region) {
+		region_add(&stack.region->tx_packets, 1);
+		region_add(&stack.region->tx_bytes, p->tot_len);
+	}
+	return ERR_OK;
+drop:
+	if (stack.region)
+		region_add(&stack.region->tx_drops, 1);
+	/* A full ring is a NIC dropping a frame: TCP retransmits, UDP loses
+	 * it, as on Linux.  Any other failure is the device going away. */
+	return err == -EAGAIN ? ERR_OK : ERR_IF;
+}
+
+static err_t stack_netif_init(struct netif *netif)
+{
+	netif->name[0] = 'l';
+	netif->name[1] = 'b';
+	netif->mtu = (u16_t)stack.nic.mtu;
+	netif->hwaddr_len = ETH_HWADDR_LEN;
+	memcpy(netif->hwaddr, stack.nic.mac, ETH_HWADDR_LEN);
+	netif->flags = NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_BROADCAST;
+	netif->output = etharp_output;
+	netif->linkoutput = stack_linkoutput;
+	return ERR_OK;
+}
+
+/* Received frames, copied into pbufs without the core lock, fed to lwIP
+ * under it in one hold. */
+struct rx_batch {
+	struct pbuf *p[STACK_RX_BATCH];
+	int n;
+	uint64_t bytes;
+	uint64_t drops;
+};
+
+static void stack_rx_frame(void *arg, const void *frame, size_t len)
+{
+	struct rx_batch *b = arg;
+	const uint8_t *dst = frame;
+	struct pbuf *p;
+
+	if (len < STACK_ETH_HLEN || len > stack.nic.mtu + STACK_L2_MAX) {
+		b->drops++;
+		return;
+	}
+	/* Unicast for another station (a bridge flooding, a promiscuous
+	 * port): a NIC filters these in hardware, so do we, silently. */
+	if (!(dst[0] & 1) && memcmp(dst, stack.nic.mac, 6) != 0)
+		return;
+	/*
+	 * One copy, from the ring into a pbuf; this is the place for custom
+	 * pbufs that lend the ring frame to lwIP instead (DESIGN.md section
+	 * 9).  pbuf_alloc() needs no core lock (lwIP's pools are malloc).
+	 *
+	 * PBUF_RAM, never PBUF_POOL: Debian's liblwip 2.1.3 is inconsistent
+	 * there (pbuf_alloc() fills pool pbufs up to 1536 bytes, but the pool
+	 * allocates 616-byte elements), so a full-size frame in a pool pbuf
+	 * overruns the heap.
+	 */
+	p = pbuf_alloc(PBUF_RAW, (u16_t)len, PBUF_RAM);
+	if (!p) {
+		b->drops++;
+		return;
+	}
+	pbuf_take(p, frame, (u16_t)len);
+	b->p[b->n++] = p;
+	b->bytes += len;
+}
+
+/* One batch: the caller holds rx_lock, not the core lock. */
+static int stack_rx_batch(int budget)
+{
+	struct rx_batch b;
+	int got;
+
+	b.n = 0;
+	b.bytes = 0;
+	b.drops = 0;
+	if (budget > STACK_RX_BATCH)
+		budget = STACK_RX_BATCH;
+	got = nic_rx(&stack.nic, budget, stack_rx_frame, &b);
+	if (got < 0 && !stack.rx_error_reported) {
+		stack.rx_error_reported = true;
+		fprintf(stderr, "libretto: receive from the NIC failed: %s\n", strerror(-got));
+	}
+	if (b.n > 0) {
+		stack_lock_batch();
+		for (int i = 0; i < b.n; i++)
+			if (stack.netif.input(b.p[i], &stack.netif) != ERR_OK)
+				pbuf_free(b.p[i]);
+		stack_unlock_batch();
+	}
+	if (stack.region) {
+		if (b.n) {
+			region_add(&stack.region->rx_packets, (uint64_t)b.n);
+			region_add(&stack.region->rx_bytes, b.bytes);
+		}
+		if (b.drops)
+			region_add(&stack.region->rx_drops, b.drops);
+	}
+	/* Frames taken from the NIC, whether lwIP wanted them or not. */
+	return got;
+}
+
+/* Receive up to budget frames.  wait: take the receive lock even if
+ * another thread holds it (the progress thread: rather than spin while an
+ * application thread receives, it queues behind it). */
+static int stack_poll_rx(int budget, bool wait)
+{
+	int done = 0;
+
+	if (!stack.active || !atomic_load_explicit(&stack.nic_ok, memory_order_relaxed))
+		return 0;
+	if (wait)
+		pthread_mutex_lock(&stack.rx_lock);
+	else if (pthread_mutex_trylock(&stack.rx_lock) != 0)
+		return 0; /* somebody else is receiving: they deliver the frames */
+	while (done < budget) {
+		int n = stack_rx_batch(budget - done);
+
+		if (n <= 0)
+			break;
+		done += n;
+	}
+	pthread_mutex_unlock(&stack.rx_lock);
+	return done;
+}
+
+int stack_poll(int budget)
+{
+	return stack_poll_rx(budget, false);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The progress thread: deliver frames while they come, spin a little when
+ * they stop (longer right after traffic: the next request of a busy
+ * connection is usually microseconds away), then sleep on the NIC's wait
+ * descriptor.  It holds a lock only while delivering a batch, never while
+ * sleeping, so exit() in another thread never waits on it.
+ */
+static void *stack_progress_main(void *arg)
+{
+	const struct timespec backoff = { 0, 10000000 };
+	uint64_t last_rx = 0;
+	bool warned = false;
+
+	while (!atomic_load_explicit(&stack.stopping, memory_order_relaxed)) {
+		struct pollfd pfd;
+		uint64_t t0, spin;
+		int n;
+
+		n = stack_poll_rx(STACK_RX_BATCH, true);
+		if (n > 0) {
+			last_rx = now_ns();
+			continue;
+		}
+		nic_kick(&stack.nic);
+		t0 = now_ns();
+		spin = t0 - last_rx < STACK_BUSY_WINDOW_NS ? STACK_SPIN_BUSY_NS : STACK_SPIN_IDLE_NS;
+		while (n == 0 && now_ns() - t0 < spin)
+			n = stack_poll(STACK_RX_BATCH);
+		if (n > 0) {
+			last_rx = now_ns();
+			continue;
+		}
+		pfd.fd = nic_wait_fd(&stack.nic);
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		n = real.poll(&pfd, 1, STACK_SLEEP_MS);
+		if ((n < 0 && errno != EINTR && errno != ENOMEM) ||
+		    (n > 0 && (pfd.revents & (POLLERR | POLLNVAL)))) {
+			/*
+			 * A socket error (the next rx() reads and clears it),
+			 * the link going down, or worse.  Keep receiving, but
+			 * never spin on a descriptor that stays in error.
+			 */
+			if (!warned) {
+				warned = true;
+				fprintf(stderr, "libretto: the NIC's wait descriptor reports %s; "
+					"retrying\n", n < 0 ? strerror(errno) :
+					(pfd.revents & POLLNVAL) ? "that it is closed" : "an error");
+			}
+			nanosleep(&backoff, NULL);
+		}
+	}
+	return NULL;
+}
+
+static void stack_tcpip_ready(void *arg)
+{
+	pthread_setname_np(pthread_self(), "libretto-tcpip");
+	sem_post(&stack.tcpip_ready);
+}
+
+/*
+ * fork(): the child gets one thread and copies of every lock.  Taking the
+ * receive and core locks around fork() makes them free (and lwIP's state
+ * consistent) in the child; the child then stops using the NIC, whose rings
+ * are not mapped there.
+ */
+static void stack_atfork_prepare(void)
+{
+	pthread_mutex_lock(&stack.rx_lock);
+	LOCK_TCPIP_CORE();
+}
+
+static void stack_atfork_parent(void)
+{
+	UNLOCK_TCPIP_CORE();
+	pthread_mutex_unlock(&stack.rx_lock);
+}
+
+static void stack_atfork_child(void)
+{
+	atomic_store(&stack.nic_ok, false);
+	UNLOCK_TCPIP_CORE();
+	pthread_mutex_unlock(&stack.rx_lock);
+}
+
+/* At exit, the progress thread stops at its next turn; nobody waits for it
+ * (it may be asleep for up to STACK_SLEEP_MS) and nothing here takes a
+ * lock it could hold. */
+__attribute__((destructor)) static void stack_fini(void)
+{
+	atomic_store(&stack.stopping, true);
+}
+
+static int stack_map_region(int fd)
+{
+	struct libretto_region *r;
+	struct stat st;
+
+	if (fstat(fd, &st) < 0 || st.st_size < LIBRETTO_REGION_SIZE) {
+		fprintf(stderr, "libretto: bad lease: region_fd is not a %d-byte region\n",
+			LIBRETTO_REGION_SIZE);
+		return -EINVAL;
+	}
+	r = mmap(NULL, LIBRETTO_REGION_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (r == MAP_FAILED) {
+		int err = -errno;
+
+		fprintf(stderr, "libretto: cannot map the counters region: %s\n", strerror(-err));
+		return err;
+	}
+	if (r->magic != LIBRETTO_REGION_MAGIC || r->version != LIBRETTO_REGION_VERSION) {
+		fprintf(stderr, "libretto: bad lease: counters region has magic %#x version %u, "
+			"want %#x version %u\n", r->magic, r->version,
+			LIBRETTO_REGION_MAGIC, LIBRETTO_REGION_VERSION);
+		munmap(r, LIBRETTO_REGION_SIZE);
+		return -EINVAL;
+	}
+	stack.region = r;
+	return 0;
+}
+
+/*
+ * lwIP's and our threads start with every signal blocked (they inherit the
+ * creator's mask): they must never run an application's signal handler,
+ * which may call into the stack while they hold its lock.
+ */
+static int stack_start_lwip(void)
+{
+	sigset_t all, old;
+
+	if (sem_init(&stack.tcpip_ready, 0, 0) < 0)
+		return -errno;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	tcpip_init(stack_tcpip_ready, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	while (sem_wait(&stack.tcpip_ready) < 0 && errno == EINTR)
+		;
+	sem_destroy(&stack.tcpip_ready);
+	return 0;
+}
+
+static int stack_start_progress(void)
+{
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t tid;
+	int err;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	err = pthread_create(&tid, &attr, stack_progress_main, NULL);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		fprintf(stderr, "libretto: cannot start the progress thread: %s\n", strerror(err));
+		return -err;
+	}
+	pthread_setname_np(tid, "libretto-rx");
+	return 0;
+}
+
+/* The one netif, up, with link, default route; going up sends the
+ * gratuitous ARP that tells the segment our MAC. */
+static int stack_add_netif(void)
+{
+	ip4_addr_t ip, mask, gw;
+	struct netif *ok;
+
+	ip.addr = stack.lease.ip.s_addr;
+	mask.addr = stack.lease.netmask.s_addr;
+	gw.addr = stack.lease.gw.s_addr;
+	LOCK_TCPIP_CORE();
+	ok = netif_add(&stack.netif, &ip, &mask, &gw, NULL, stack_netif_init, ethernet_input);
+	if (ok) {
+		netif_set_default(&stack.netif);
+		netif_set_link_up(&stack.netif);
+		netif_set_up(&stack.netif);
+	}
+	UNLOCK_TCPIP_CORE();
+	if (!ok) {
+		fprintf(stderr, "libretto: lwIP refused the interface\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int stack_init(void)
+{
+	int err;
+
+	err = stack_lease_read(&stack.lease);
+	if (err < 0)
+		return err;
+	/* Before lwIP runs a single instruction. */
+	err = stack_symcheck();
+	if (err < 0)
+		goto fail;
+	err = stack_lease_move_fds(&stack.lease);
+	if (err < 0)
+		goto fail;
+	err = stack_map_region(stack.lease.region_fd);
+	if (err < 0)
+		goto fail;
+
+	stack.nic.ops = stack.lease.ops;
+	memcpy(stack.nic.mac, stack.lease.mac, 6);
+	stack.nic.mtu = 1500;
+	err = stack.nic.ops->open(&stack.nic, &stack.lease.kv);
+	if (err < 0) {
+		fprintf(stderr, "libretto: cannot open the %s NIC from the lease: %s\n",
+			stack.nic.ops->name, strerror(-err));
+		goto fail;
+	}
+	atomic_store(&stack.nic_ok, true);
+
+	/* From here on lwIP runs; a failure leaves it running idle, and the
+	 * caller ends the process anyway. */
+	err = stack_start_lwip();
+	if (err < 0)
+		goto fail_nic;
+	err = stack_add_netif();
+	if (err < 0)
+		goto fail_nic;
+	stack.active = true;
+	err = pthread_atfork(stack_atfork_prepare, stack_atfork_parent, stack_atfork_child);
+	if (err == 0)
+		err = stack_start_progress();
+	else
+		err = -err;
+	if (err < 0) {
+		stack.active = false;
+		atomic_store(&stack.nic_ok, false);
+		return err;
+	}
+	return 0;
+
+fail_nic:
+	atomic_store(&stack.nic_ok, false);
+	stack.nic.ops->close(&stack.nic);
+fail:
+	stack_lease_free(&stack.lease);
+	return err;
+}
