@@ -3,7 +3,19 @@
 set -uo pipefail
 build=${1:-build}
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+
+# The suites bring up the testbed and librettod when they need them and
+# leave them up for the next test; put the machine back as it was found.
+cli="$build/src/cli/libretto"
+had_testbed=0; had_daemon=0
+[ -e /run/netns/libretto-host ] && had_testbed=1
+"$cli" status >/dev/null 2>&1 && had_daemon=1
+tidy() {
+	[ "$had_daemon" -eq 1 ] || "$cli" down >/dev/null 2>&1
+	[ "$had_testbed" -eq 1 ] || "$cli" testbed down >/dev/null 2>&1
+	rm -f "$log"
+}
+trap tidy EXIT
 
 meson test -C "$build" --print-errorlogs --num-processes 2 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
