@@ -6,8 +6,10 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -488,6 +490,29 @@ static int stack_map_region(int fd)
 }
 
 /*
+ * lwIP draws its first ephemeral port from LWIP_RAND(), which Debian's build
+ * defines as rand(): unseeded, every process would start at the same port,
+ * so a restarted program reuses the 4-tuples of its previous life while the
+ * peer may still hold them in TIME_WAIT.  lwip_init() runs in this thread
+ * inside tcpip_init(), so give it a private, randomly seeded rand() state
+ * for that call and put the application's state back afterwards: the
+ * program's own rand() sequence is not disturbed.
+ */
+static void stack_seeded_lwip_init(void)
+{
+	static char state[64];
+	unsigned seed = 0;
+	char *app_state;
+
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
+		seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+	app_state = initstate(seed, state, sizeof(state));
+	tcpip_init(stack_tcpip_ready, NULL);
+	if (app_state)
+		setstate(app_state);
+}
+
+/*
  * lwIP's and our threads start with every signal blocked (they inherit the
  * creator's mask): they must never run an application's signal handler,
  * which may call into the stack while they hold its lock.
@@ -500,7 +525,7 @@ static int stack_start_lwip(void)
 		return -errno;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	tcpip_init(stack_tcpip_ready, NULL);
+	stack_seeded_lwip_init();
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	while (sem_wait(&stack.tcpip_ready) < 0 && errno == EINTR)
 		;
