@@ -29,7 +29,9 @@
  *   ps            reply: "apps=N" then, per application, one line
  *                 "app=<id> name= pid= alive=0|1 mode= ip= mac= vf= backend=
  *                 rx_packets= rx_bytes= tx_packets= tx_bytes= ports=tcp:80,udp:53"
- *                 (the whole record on one line, space separated key=value).
+ *                 (the whole record on one line, space separated key=value),
+ *                 plus holders=PID,PID... (the processes holding the lease
+ *                 now; "-" none, "?" unknown).
  *   status        reply: nic=, shared_ip=, pool=A-B, vfs=vf1:free,vf2:<app id>,...
  *   shutdown      librettod releases everything it holds and exits.
  */

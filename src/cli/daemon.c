@@ -2,13 +2,16 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,7 +23,7 @@ extern char **environ;
 
 /* How long `libretto up` waits for `librettod --daemon` to say it is ready. */
 #define DAEMON_START_TIMEOUT_MS 30000
-/* How long `libretto down` waits for the control socket to go away. */
+/* How long `libretto down` waits for librettod's process to exit. */
 #define DAEMON_STOP_TIMEOUT_MS 5000
 #define DAEMON_CALL_TIMEOUT_MS 5000
 
@@ -267,8 +270,33 @@ const char cmd_down_usage[] =
 	"usage: libretto down\n"
 	"\n"
 	"Ask librettod to shut down (it releases every NIC function and lease)\n"
-	"and wait, at most 5 s, until its control socket is gone.  Succeeds when\n"
-	"librettod is not running.\n";
+	"and wait, at most 5 s, until its process has exited, so that what runs\n"
+	"next (e.g. `libretto testbed down`) no longer finds it.  Exit status 1\n"
+	"if it is still running after 5 s.  Succeeds when librettod is not running.\n";
+
+/*
+ * 1 if process pid has exited (a zombie counts as exited: it holds no
+ * namespace, device or socket any more), 0 if it still runs, -errno.
+ */
+static int daemon_pid_exited(pid_t pid)
+{
+	char path[64], buf[512], *rp;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ESRCH ? 1 : -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 1;
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold anything, so look after its last ')'. */
+	rp = strrchr(buf, ')');
+	return rp && (rp[2] == 'Z' || rp[2] == 'X') ? 1 : 0;
+}
 
 /* True once nothing listens on the control socket any more. */
 static bool daemon_gone(void)
@@ -289,7 +317,9 @@ static bool daemon_gone(void)
 int cmd_down(int argc, char **argv)
 {
 	static char reply[CTL_MSG_MAX];
-	int fd, n, e;
+	char pidtext[32] = "";
+	pid_t pid = 0;
+	int fd, n, e, pidfd = -1;
 
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		fputs(cmd_down_usage, stdout);
@@ -300,13 +330,34 @@ int cmd_down(int argc, char **argv)
 			return cli_usage_err("down", "unknown option %s", argv[1]);
 		return cli_usage_err("down", "unexpected argument '%s'", argv[1]);
 	}
+	/*
+	 * Learn librettod's pid first and hold a pidfd on it, so that the wait
+	 * below is for that very process (its pid cannot be reused meanwhile).
+	 */
+	e = daemon_status_reply(reply, sizeof(reply), false);
+	if (e == 0) {
+		printf("librettod is not running: nothing to stop.\n");
+		return CLI_EXIT_OK;
+	}
+	if (e < 0)
+		return CLI_EXIT_FAIL;
+	if (cli_reply_get(reply, "pid", pidtext, sizeof(pidtext)) == 0 && atoi(pidtext) > 0) {
+		pid = (pid_t)atoi(pidtext);
+		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (pidfd < 0 && errno != ESRCH)
+			pidfd = -1;   /* no pidfd: poll /proc instead */
+	}
 	fd = cli_ctl_open(true);
 	if (fd == -ENOENT || fd == -ECONNREFUSED) {
+		if (pidfd >= 0)
+			close(pidfd);
 		printf("librettod is not running: nothing to stop.\n");
 		return CLI_EXIT_OK;
 	}
 	if (fd < 0) {
 		cli_err("cannot connect to librettod at %s: %s", ctl_path(), strerror(-fd));
+		if (pidfd >= 0)
+			close(pidfd);
 		return CLI_EXIT_FAIL;
 	}
 	n = cli_ctl_call(fd, "shutdown\n", reply, sizeof(reply), NULL, NULL,
@@ -315,6 +366,8 @@ int cmd_down(int argc, char **argv)
 	/* A daemon that closes the connection as it exits has done what was asked. */
 	if (n < 0 && n != -EPIPE && n != -ECONNRESET) {
 		cli_err("librettod did not answer `shutdown`: %s", strerror(-n));
+		if (pidfd >= 0)
+			close(pidfd);
 		return CLI_EXIT_FAIL;
 	}
 	if (n > 0 && (e = cli_reply_errno(reply)) != 0) {
@@ -322,17 +375,50 @@ int cmd_down(int argc, char **argv)
 
 		cli_reply_get(reply, "error", msg, sizeof(msg));
 		cli_err("librettod refused to shut down: %s", msg);
+		if (pidfd >= 0)
+			close(pidfd);
 		return CLI_EXIT_FAIL;
 	}
-	for (int waited = 0; !daemon_gone(); waited += 50) {
+	/*
+	 * Done when the process has exited (a pidfd turns readable then), not
+	 * merely when the socket is gone: librettod removes its socket before
+	 * it finishes releasing and exiting.  A daemon that reported no pid is
+	 * waited for by its socket alone.
+	 */
+	for (int waited = 0;; waited += 50) {
+		bool gone;
+
+		if (pidfd >= 0) {
+			struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+			gone = poll(&p, 1, 0) == 1;
+		} else if (pid > 0) {
+			gone = daemon_pid_exited(pid) != 0;
+		} else {
+			gone = daemon_gone();
+		}
+		if (gone)
+			break;
 		if (waited >= DAEMON_STOP_TIMEOUT_MS) {
-			cli_err("librettod did not stop within %d s: %s still answers",
-				DAEMON_STOP_TIMEOUT_MS / 1000, ctl_path());
+			if (pid > 0)
+				cli_err("librettod (pid %d) accepted `shutdown` but has not exited "
+					"within %d s; see its log, or `kill -9 %d` if it hangs",
+					(int)pid, DAEMON_STOP_TIMEOUT_MS / 1000, (int)pid);
+			else
+				cli_err("librettod did not stop within %d s: %s still answers",
+					DAEMON_STOP_TIMEOUT_MS / 1000, ctl_path());
+			if (pidfd >= 0)
+				close(pidfd);
 			return CLI_EXIT_FAIL;
 		}
 		daemon_sleep_ms(50);
 	}
-	printf("librettod stopped.\n");
+	if (pidfd >= 0)
+		close(pidfd);
+	if (pid > 0)
+		printf("librettod (pid %d) stopped.\n", (int)pid);
+	else
+		printf("librettod stopped.\n");
 	return CLI_EXIT_OK;
 }
 
@@ -345,11 +431,200 @@ static const struct option status_opts[] = {
 const char cmd_status_usage[] =
 	"usage: libretto status [--json]\n"
 	"\n"
-	"Show librettod's status: its NIC and namespace, the shared IP, the IP\n"
-	"pool and which VF each application holds.  Exit status 1 when librettod\n"
-	"is not running.\n"
+	"Show librettod's status: its pid and namespace, the control socket, the\n"
+	"NIC, the IP pool, the shared IP and which application holds each VF.\n"
+	"Exit status 1 when librettod is not running.\n"
 	"\n"
-	"  --json    one JSON object instead of text\n";
+	"  --json    one JSON object for scripts: every key of librettod's reply\n"
+	"            (numbers as numbers) and \"vfs\": [{\"name\":..,\"app\": id or null}];\n"
+	"            {\"running\":false,...} when librettod is not running\n";
+
+/* Keys of the status reply that the summary lays out itself. */
+static const char *const status_known[] = {
+	"nic", "shared_ip", "pool", "prefix", "gateway", "vfs", "netns", "apps", "pid",
+	"errno", "error", NULL,
+};
+
+static bool status_is_known(const char *key)
+{
+	for (int i = 0; status_known[i]; i++)
+		if (strcmp(status_known[i], key) == 0)
+			return true;
+	return false;
+}
+
+static bool status_is_number(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+/*
+ * The name and pid of application id from librettod's ps reply (fetched
+ * once), for the VF lines of the summary.  Leaves name "?" if unknown.
+ */
+static void status_app_name(unsigned long id, char *name, size_t ncap, char *pid, size_t pcap)
+{
+	static char ps[CTL_MSG_MAX];
+	static int fetched;
+	char want[32];
+	int fd;
+
+	snprintf(name, ncap, "?");
+	snprintf(pid, pcap, "?");
+	if (!fetched) {
+		fetched = -1;
+		fd = cli_ctl_open(true);
+		if (fd >= 0) {
+			if (cli_ctl_call(fd, "ps\n", ps, sizeof(ps), NULL, NULL,
+					 DAEMON_CALL_TIMEOUT_MS) > 0)
+				fetched = 1;
+			close(fd);
+		}
+	}
+	if (fetched != 1)
+		return;
+	snprintf(want, sizeof(want), "app=%lu ", id);
+	for (const char *line = ps, *eol; *line; line = eol + 1) {
+		struct kv kv;
+
+		eol = strchr(line, '\n');
+		if (!eol)
+			break;
+		if (strncmp(line, want, strlen(want)) != 0)
+			continue;
+		if (kv_parse(&kv, line, (size_t)(eol - line)) == 0) {
+			if (kv_get(&kv, "name"))
+				snprintf(name, ncap, "%s", kv_get(&kv, "name"));
+			if (kv_get(&kv, "pid"))
+				snprintf(pid, pcap, "%s", kv_get(&kv, "pid"));
+			kv_free(&kv);
+		}
+		return;
+	}
+}
+
+/* The status reply as a summary for people. */
+static void status_print_text(const char *reply)
+{
+	char v[9][256], vfs[4096], *save = NULL, *tok;
+	static const char *const keys[] = { "pid", "netns", "nic", "pool", "prefix", "gateway",
+					    "shared_ip", "apps" };
+	int nvfs = 0, nfree = 0;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (cli_reply_get(reply, keys[i], v[i], sizeof(v[i])) < 0)
+			snprintf(v[i], sizeof(v[i]), "?");
+	if (cli_reply_get(reply, "vfs", vfs, sizeof(vfs)) < 0)
+		vfs[0] = '\0';
+	printf("librettod is running (pid %s)", v[0]);
+	if (strcmp(v[1], "-") != 0 && strcmp(v[1], "?") != 0)
+		printf(" in network namespace %s", v[1]);
+	printf(".\n");
+	printf("  %-15s %s\n", "control socket", ctl_path());
+	printf("  %-15s %s\n", "NIC (PF)", v[2]);
+	printf("  %-15s %s, prefix /%s, gateway %s\n", "IP pool", v[3], v[4], v[5]);
+	printf("  %-15s %s (reserved for the network server)\n", "shared IP", v[6]);
+	printf("  %-15s %s%s\n", "applications", v[7],
+	       strcmp(v[7], "0") == 0 ? "" : " (`libretto ps` lists them with their traffic)");
+	for (const char *p = vfs; *p; p++)
+		nvfs += *p == ',';
+	nvfs += vfs[0] ? 1 : 0;
+	for (const char *p = strstr(vfs, ":free"); p; p = strstr(p + 1, ":free"))
+		nfree++;
+	printf("  %-15s %d, %d free\n", "VFs", nvfs, nfree);
+	for (char *q = vfs; (tok = strtok_r(q, ",", &save)); q = NULL) {
+		char *colon = strrchr(tok, ':');
+		char name[80], pid[32];
+
+		if (!colon)
+			continue;
+		*colon = '\0';
+		if (strcmp(colon + 1, "free") == 0) {
+			printf("    %-8s free\n", tok);
+			continue;
+		}
+		status_app_name(strtoul(colon + 1, NULL, 10), name, sizeof(name), pid, sizeof(pid));
+		printf("    %-8s leased by app %s (%s, pid %s)\n", tok, colon + 1, name, pid);
+	}
+	/* Keys a newer librettod adds show up without a CLI change. */
+	for (const char *line = reply, *eol; line && *line; line = eol ? eol + 1 : NULL) {
+		const char *eq;
+		char key[64];
+
+		eol = strchr(line, '\n');
+		eq = strchr(line, '=');
+		if (!eq || (eol && eq > eol) || eq == line || (size_t)(eq - line) >= sizeof(key))
+			continue;
+		memcpy(key, line, (size_t)(eq - line));
+		key[eq - line] = '\0';
+		if (!status_is_known(key))
+			printf("  %-15s %.*s\n", key, (int)(eol ? eol - eq - 1 : (long)strlen(eq + 1)),
+			       eq + 1);
+	}
+}
+
+/*
+ * The status reply as one JSON object: every key (numbers as numbers), and
+ * "vfs" as [{"name":"vf1","app":null},{"name":"vf2","app":3}].
+ */
+static void status_print_json(const char *reply)
+{
+	printf("{\"running\":true,\"control\":");
+	cli_json_str(stdout, ctl_path());
+	for (const char *line = reply, *eol; line && *line; line = eol ? eol + 1 : NULL) {
+		char key[64], val[4096];
+		const char *eq;
+		size_t vlen;
+
+		eol = strchr(line, '\n');
+		eq = strchr(line, '=');
+		if (!eq || (eol && eq > eol) || eq == line || (size_t)(eq - line) >= sizeof(key))
+			continue;
+		memcpy(key, line, (size_t)(eq - line));
+		key[eq - line] = '\0';
+		vlen = eol ? (size_t)(eol - eq - 1) : strlen(eq + 1);
+		if (vlen >= sizeof(val))
+			vlen = sizeof(val) - 1;
+		memcpy(val, eq + 1, vlen);
+		val[vlen] = '\0';
+		if (strcmp(key, "errno") == 0 || strcmp(key, "error") == 0)
+			continue;
+		printf(",");
+		cli_json_str(stdout, key);
+		printf(":");
+		if (strcmp(key, "vfs") == 0) {
+			char *save = NULL, *tok;
+			bool first = true;
+
+			printf("[");
+			for (char *q = val; (tok = strtok_r(q, ",", &save)); q = NULL) {
+				char *colon = strrchr(tok, ':');
+
+				if (!colon)
+					continue;
+				*colon = '\0';
+				printf("%s{\"name\":", first ? "" : ",");
+				cli_json_str(stdout, tok);
+				if (status_is_number(colon + 1))
+					printf(",\"app\":%s}", colon + 1);
+				else
+					printf(",\"app\":null}");
+				first = false;
+			}
+			printf("]");
+		} else if (status_is_number(val) && strlen(val) < 16) {
+			printf("%s", val);
+		} else {
+			cli_json_str(stdout, val);
+		}
+	}
+	printf("}\n");
+}
 
 int cmd_status(int argc, char **argv)
 {
@@ -389,35 +664,9 @@ int cmd_status(int argc, char **argv)
 		cli_err("librettod: %s", msg);
 		return CLI_EXIT_FAIL;
 	}
-	if (json) {
-		printf("{\"running\":true,\"control\":");
-		cli_json_str(stdout, ctl_path());
-	} else {
-		printf("librettod: running\n  %-10s %s\n", "control", ctl_path());
-	}
-	/* Print every key the daemon reports, so new keys show without a CLI change. */
-	for (char *line = reply, *eol; line && *line; line = eol ? eol + 1 : NULL) {
-		char *eq;
-
-		eol = strchr(line, '\n');
-		if (eol)
-			*eol = '\0';
-		eq = strchr(line, '=');
-		if (!eq || eq == line)
-			continue;
-		*eq = '\0';
-		if (strcmp(line, "errno") == 0 || strcmp(line, "error") == 0)
-			continue;
-		if (json) {
-			printf(",");
-			cli_json_str(stdout, line);
-			printf(":");
-			cli_json_str(stdout, eq + 1);
-		} else {
-			printf("  %-10s %s\n", line, eq + 1);
-		}
-	}
 	if (json)
-		printf("}\n");
+		status_print_json(reply);
+	else
+		status_print_text(reply);
 	return CLI_EXIT_OK;
 }

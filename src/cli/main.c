@@ -45,6 +45,12 @@ static void cli_main_usage(FILE *f)
 		"  libretto ps\n"
 		"  libretto testbed exec peer -- curl http://10.42.0.10:8080/\n"
 		"\n"
+		"`run` needs `up` first; `up` without --nic needs `testbed up`.  A program\n"
+		"under `run` keeps its VF and IP until it (and any child that inherited\n"
+		"them) exits.  Only direct mode exists so far.\n"
+		"Exit status: 0 success, 1 failure (reason on stderr), 2 bad command line;\n"
+		"`run` and `testbed exec` exit with the program's status.\n"
+		"\n"
 		"`libretto help COMMAND` or `libretto COMMAND --help` tells more.\n"
 		"--version prints the version.  See docs/cli.md.\n");
 }

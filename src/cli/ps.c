@@ -21,6 +21,7 @@ static const struct ps_col {
 	{ "NAME", "name", false },
 	{ "PID", "pid", true },
 	{ "ALIVE", "alive", false },
+	{ "HOLDERS", "holders", false },
 	{ "MODE", "mode", false },
 	{ "IP", "ip", false },
 	{ "MAC", "mac", false },
@@ -43,12 +44,27 @@ static const struct option ps_opts[] = {
 const char cmd_ps_usage[] =
 	"usage: libretto ps [--json]\n"
 	"\n"
-	"List the applications librettod knows: name, pid, whether the process is\n"
-	"alive, mode, IP, MAC, VF, NIC backend (afxdp or afpacket), the ports it\n"
-	"uses and its received and sent packets and bytes, as the library OS\n"
-	"counts them.\n"
+	"List the applications that hold a lease from librettod, oldest first.\n"
 	"\n"
-	"  --json    one JSON object {\"apps\": [...]} instead of the table\n";
+	"  NAME      --name given to `libretto run` (default: the program's name)\n"
+	"  PID       the process that registered (the program `libretto run` became)\n"
+	"  ALIVE     whether that process still runs.  \"no\" with the row still\n"
+	"            listed means another process holds the lease: the program\n"
+	"            forked (e.g. daemonized) and a child inherited its lease.\n"
+	"            The lease ends when every holder has exited.\n"
+	"  HOLDERS   the pids that hold the lease now, comma separated (at most 8;\n"
+	"            \"-\": none left, the release is under way; \"?\": unknown)\n"
+	"  MODE      direct: the program owns the VF\n"
+	"  IP, MAC   the program's address and its VF's MAC\n"
+	"  VF        the NIC function it drives\n"
+	"  BACKEND   afxdp or afpacket\n"
+	"  PORTS     the TCP/UDP ports its sockets use (\"-\": none yet)\n"
+	"  RX-PKTS, RX-BYTES, TX-PKTS, TX-BYTES\n"
+	"            frames received and sent on the VF, as the library OS counts them\n"
+	"\n"
+	"With no application, prints the header and \"(no applications)\".\n"
+	"\n"
+	"  --json    one JSON object {\"apps\": [...], \"truncated\": N} instead of the table\n";
 
 static const char *ps_value(const struct kv *kv, const char *key)
 {
@@ -63,6 +79,17 @@ static bool ps_is_number(const char *s)
 		return false;
 	for (; *s; s++)
 		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+/* True for "12,345": the holders list as librettod sends it. */
+static bool ps_pid_list(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if ((*s < '0' || *s > '9') && *s != ',')
 			return false;
 	return true;
 }
@@ -86,7 +113,12 @@ static void ps_json_app(const struct kv *kv, bool first)
 		printf(":");
 		if (strcmp(key, "alive") == 0) {
 			printf("%s", strcmp(v, "1") == 0 ? "true" : "false");
-		} else if (strcmp(key, "ports") == 0) {
+		} else if (strcmp(key, "holders") == 0 && strcmp(v, "-") != 0 &&
+			   !ps_pid_list(v)) {
+			/* An older librettod, or one that could not tell: unknown. */
+			printf("null");
+		} else if (strcmp(key, "ports") == 0 || strcmp(key, "holders") == 0) {
+			bool numbers = strcmp(key, "holders") == 0;
 			char *copy = strdup(v), *save = NULL, *tok;
 			bool f = true;
 
@@ -94,7 +126,10 @@ static void ps_json_app(const struct kv *kv, bool first)
 			for (char *p = copy; copy && strcmp(v, "-") != 0 &&
 			     (tok = strtok_r(p, ",", &save)); p = NULL) {
 				printf("%s", f ? "" : ",");
-				cli_json_str(stdout, tok);
+				if (numbers)
+					printf("%s", tok);
+				else
+					cli_json_str(stdout, tok);
 				f = false;
 			}
 			printf("]");
@@ -200,6 +235,8 @@ int cmd_ps(int argc, char **argv)
 			}
 			printf("\n");
 		}
+		if (napps == 0)
+			printf("(no applications: `libretto run -- CMD` starts one)\n");
 		if (ps_is_number(trunc) && strcmp(trunc, "0") != 0)
 			printf("(%s more applications did not fit in librettod's reply)\n", trunc);
 	}

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/kv.h"
@@ -33,26 +34,37 @@ const char cmd_run_usage[] =
 	"usage: libretto run [OPTIONS] -- CMD [ARGS...]\n"
 	"\n"
 	"Run an unmodified program on the library OS: its TCP/IP runs in its own\n"
-	"process (lwIP in the preloaded libretto.so) over a NIC function that\n"
+	"process (lwIP in the preloaded libretto.so) over a NIC function (VF) that\n"
 	"librettod hands it.  The program runs in librettod's network namespace\n"
-	"(libretto-host on the testbed) with the same pid libretto had; its VF and\n"
-	"IP are released when it exits.  Loopback and destinations off the NIC's\n"
-	"subnet stay on the kernel stack.  Prints nothing on stdout.\n"
+	"(libretto-host on the testbed) with the same pid libretto had.\n"
+	"Loopback and destinations off the NIC's subnet stay on the kernel stack.\n"
+	"libretto prints nothing on stdout; its exit status is CMD's (127: CMD\n"
+	"not found, 126: not executable, 1: librettod refused, with its reason).\n"
 	"\n"
-	"  --mode direct|indirect|auto   direct: the program owns a VF (default);\n"
-	"                                indirect and auto need the network server,\n"
-	"                                which is not implemented yet\n"
+	"The lease: the VF and IP belong to the program, and to any child that\n"
+	"inherits its descriptors, until the last of them exits; then librettod\n"
+	"takes them back at once.\n"
+	"\n"
+	"  --mode direct     the program owns a VF (the default, and the only mode\n"
+	"                    available: indirect and auto need the network server,\n"
+	"                    which is not implemented yet, and exit with status 2)\n"
 	"  --name NAME       the name `libretto ps` shows (default: CMD's basename)\n"
-	"  --ip A.B.C.D      the program's address (default: the next pool address)\n"
-	"  --vf NAME         the VF to use (default: the first free one)\n"
+	"  --ip A.B.C.D      the program's address, inside librettod's pool (see\n"
+	"                    `libretto status`; the testbed's is 10.42.0.10-10.42.0.99)\n"
+	"                    and not leased to another program (default: the lowest\n"
+	"                    free pool address)\n"
+	"  --vf NAME         the VF to use, e.g. vf1 (default: the first free VF whose\n"
+	"                    queue is not busy).  A VF released a moment ago is waited\n"
+	"                    for, up to 2 s, while the kernel frees its queue\n"
 	"  --backend afxdp|afpacket|auto\n"
 	"                    afxdp (default): AF_XDP, fail if it cannot be set up;\n"
-	"                    afpacket: AF_PACKET (slower, works everywhere);\n"
+	"                    afpacket: AF_PACKET (slower, works without XDP);\n"
 	"                    auto: AF_XDP, else AF_PACKET with a note on stderr\n"
 	"  --print-lease     print the lease handed to the runtime on stderr\n"
 	"\n"
-	"Needs root to enter librettod's namespace unless already inside it.\n"
-	"The runtime is libretto.so next to libretto (or $LIBRETTO_RUNTIME).\n";
+	"Needs `libretto up` first, and root to enter librettod's namespace unless\n"
+	"already inside it.  The runtime is libretto.so next to libretto (or\n"
+	"$LIBRETTO_RUNTIME).\n";
 
 static bool run_name_ok(const char *s)
 {
@@ -101,6 +113,63 @@ static bool run_fd_name_ok(const char *s)
 		if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && *s != '_')
 			return false;
 	return true;
+}
+
+/*
+ * Check, as a shell would before running it, that cmd names an executable
+ * file (searched in $PATH unless it holds a '/').  Returns 0, or prints the
+ * shell's message and returns the shell's status: 127 not found, 126 not
+ * executable.  Checking first means a typo never leases a VF.
+ */
+static int run_check_cmd(const char *cmd)
+{
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+	struct stat st;
+	int denied = 0;
+
+	if (!*cmd) {
+		cli_err("'': command not found");
+		return 127;
+	}
+	if (strchr(cmd, '/')) {
+		if (stat(cmd, &st) < 0) {
+			cli_err("%s: %s", cmd, strerror(errno));
+			return errno == ENOENT || errno == ENOTDIR ? 127 : 126;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			cli_err("%s: Is a directory", cmd);
+			return 126;
+		}
+		if (access(cmd, X_OK) < 0) {
+			cli_err("%s: %s", cmd, strerror(errno));
+			return 126;
+		}
+		return 0;
+	}
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (const char *p = path, *end;; p = end + 1) {
+		size_t len;
+
+		end = strchr(p, ':');
+		len = end ? (size_t)(end - p) : strlen(p);
+		if ((size_t)snprintf(buf, sizeof(buf), "%.*s%s%s", (int)len, p, len ? "/" : "",
+				     cmd) < sizeof(buf) &&
+		    stat(buf, &st) == 0 && !S_ISDIR(st.st_mode)) {
+			if (access(buf, X_OK) == 0)
+				return 0;
+			denied = errno;
+		}
+		if (!end)
+			break;
+	}
+	if (denied) {
+		cli_err("%s: %s", cmd, strerror(denied));
+		return 126;
+	}
+	cli_err("%s: command not found", cmd);
+	return 127;
 }
 
 static void run_close_fds(const int *fds, int n)
@@ -223,6 +292,9 @@ int cmd_run(int argc, char **argv)
 		return cli_usage_err("run", "--ip wants an IPv4 address like 10.42.0.10, not '%s'", ip);
 	if (strcmp(vf, "auto") != 0 && !run_ifname_ok(vf))
 		return cli_usage_err("run", "--vf wants an interface name like vf1, not '%s'", vf);
+	err = run_check_cmd(argv[optind]);
+	if (err)
+		return err;
 
 	if (cli_find_runtime(runtime, sizeof(runtime)) < 0)
 		return CLI_EXIT_FAIL;
@@ -245,15 +317,22 @@ int cmd_run(int argc, char **argv)
 	}
 	if (netns[0] && strcmp(netns, "-") != 0) {
 		err = cli_netns_is_current(netns);
+		if (err == -ENOENT) {
+			cli_err("librettod runs in network namespace %s, which no longer exists "
+				"(was the testbed removed under it?): run `libretto down`, then "
+				"`libretto testbed up` and `libretto up`", netns);
+			return CLI_EXIT_FAIL;
+		}
 		if (err < 0) {
-			cli_err("librettod runs in network namespace %s, which cannot be found: %s",
+			cli_err("librettod runs in network namespace %s, which cannot be checked: %s",
 				netns, strerror(-err));
 			return CLI_EXIT_FAIL;
 		}
 		if (err == 0) {
 			if (geteuid() != 0) {
 				cli_err("librettod runs in network namespace %s and entering it needs "
-					"root: run `sudo libretto run ...`", netns);
+					"root: run `sudo libretto run ...` (or start libretto inside %s, "
+					"e.g. under `sudo libretto testbed exec host -- ...`)", netns, netns);
 				return CLI_EXIT_FAIL;
 			}
 			err = cli_netns_enter(netns);
@@ -276,7 +355,7 @@ int cmd_run(int argc, char **argv)
 	}
 	err = cli_reply_errno(reply);
 	if (err != 0) {
-		char msg[512] = "no reason given";
+		char msg[1024] = "no reason given";
 
 		cli_reply_get(reply, "error", msg, sizeof(msg));
 		if (err < 0)
@@ -338,6 +417,10 @@ int cmd_run(int argc, char **argv)
 	fflush(stderr);
 	execvp(argv[optind], &argv[optind]);
 	err = errno;
-	cli_err("cannot run %s: %s", argv[optind], strerror(err));
+	/* Give the lease back before anything else, so the VF is free at once. */
+	close(ctl);
+	run_close_fds(fds, nfds);
+	cli_err("%s: %s", argv[optind], err == ENOENT && !strchr(argv[optind], '/') ?
+		"command not found" : strerror(err));
 	return err == ENOENT ? 127 : 126;
 }

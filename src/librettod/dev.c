@@ -292,7 +292,9 @@ int dev_open_afxdp(struct ld_dev *d, const char *ifname, struct ld_dev_err *e)
 	snprintf(d->ifname, sizeof(d->ifname), "%s", ifname);
 	err = dev_ifinfo(ifname, &d->ifindex, d->mac);
 	if (err) {
-		dev_err(e, "no_such_vf", "VF %s: %s", ifname, strerror(-err));
+		dev_err(e, "no_such_vf", "VF %s is gone from librettod's network namespace (%s): "
+			"was the testbed removed or rebuilt under librettod?  Run `libretto down`, "
+			"`libretto testbed up`, `libretto up`", ifname, strerror(-err));
 		return err;
 	}
 	r = calloc(1, sizeof(*r));
@@ -378,7 +380,9 @@ int dev_open_afpacket(struct ld_dev *d, const char *ifname, struct ld_dev_err *e
 	snprintf(d->ifname, sizeof(d->ifname), "%s", ifname);
 	err = dev_ifinfo(ifname, &d->ifindex, d->mac);
 	if (err) {
-		dev_err(e, "no_such_vf", "VF %s: %s", ifname, strerror(-err));
+		dev_err(e, "no_such_vf", "VF %s is gone from librettod's network namespace (%s): "
+			"was the testbed removed or rebuilt under librettod?  Run `libretto down`, "
+			"`libretto testbed up`, `libretto up`", ifname, strerror(-err));
 		return err;
 	}
 	/*

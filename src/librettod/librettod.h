@@ -61,7 +61,7 @@ struct ld_dev {
 
 /* Why AF_XDP could not be set up: a sentence and a short token. */
 struct ld_dev_err {
-	char msg[256];
+	char msg[400];
 	char token[48];
 };
 

@@ -1,17 +1,25 @@
 /* librettod's control socket, application registry and event loop. */
 #include "librettod/librettod.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -27,7 +35,20 @@
 #define SERVER_MAX_CONNS 256
 #define SERVER_MSGS_PER_WAKEUP 16
 
-enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_CONN, EV_PIDFD };
+/*
+ * The kernel releases a closed AF_XDP socket's queue binding a little after
+ * the last descriptor goes (deferred work), so a VF released a moment ago can
+ * still answer EBUSY.  A register that meets that is retried every
+ * REG_RETRY_STEP_MS for at most REG_RETRY_MAX_MS, without blocking the loop,
+ * when the VF was released less than REG_RETRY_MAX_MS ago.
+ */
+#define REG_RETRY_STEP_MS 50
+#define REG_RETRY_MAX_MS 2000
+
+/* `ps` names at most this many processes holding one lease. */
+#define APP_MAX_HOLDERS 8
+
+enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_CONN, EV_PIDFD, EV_TIMER };
 
 /* What an epoll event points at. */
 struct ev {
@@ -36,6 +57,7 @@ struct ev {
 };
 
 struct app;
+struct pending;
 
 /* One accepted control connection; a lease once it has registered. */
 struct conn {
@@ -44,6 +66,7 @@ struct conn {
 	pid_t pid;                 /* SO_PEERCRED at accept time */
 	uid_t uid;
 	struct app *app;           /* the lease this connection holds, or NULL */
+	struct pending *pend;      /* a register waiting for a busy VF, or NULL */
 	bool dead;
 	struct conn *next;
 };
@@ -64,6 +87,9 @@ struct app {
 	int region_fd;
 	struct libretto_region *region;
 	struct conn *conn;
+	unsigned long peer_ino;    /* inode of the client end of conn, 0 unknown */
+	pid_t holders[APP_MAX_HOLDERS];
+	int nholders;              /* found by the last holders_scan(), capped */
 	bool dead;
 	struct app *next;
 };
@@ -85,6 +111,10 @@ static struct {
 	struct app *apps;
 	unsigned napps;
 	unsigned next_id;
+	int timer_fd;              /* ticks while registers are pending */
+	struct ev timer_ev;
+	int npending;
+	uint64_t *vf_released_ms;  /* per VF slot: when it was last released, 0 never */
 	struct conn *dead_conns;
 	struct app *dead_apps;
 	bool stop;
@@ -93,9 +123,36 @@ static struct {
 	char lines[CTL_MSG_MAX];
 } S;
 
+/*
+ * A register request parked until its VF's queue is free again.  It holds
+ * its IP (in app->ip) but no VF slot, so `status` shows the VF free.
+ */
+struct pending {
+	struct proto_register r;
+	struct app *app;
+	uint64_t started_ms, next_ms;
+	int tries;
+};
+
 static const char *vf_name(int idx)
 {
 	return S.vfs.slot[idx].name;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* True if VF slot idx was released less than REG_RETRY_MAX_MS ago. */
+static bool vf_recently_released(int idx)
+{
+	uint64_t t = S.vf_released_ms ? S.vf_released_ms[idx] : 0;
+
+	return t && now_ms() - t < REG_RETRY_MAX_MS;
 }
 
 /* ------------------------------------------------------------------ */
@@ -116,7 +173,7 @@ static void reply_err(struct conn *c, int errnum, const char *fmt, ...)
 
 static void reply_err(struct conn *c, int errnum, const char *fmt, ...)
 {
-	char text[512];
+	char text[1024];
 	struct kv_buf b;
 	va_list ap;
 
@@ -152,6 +209,8 @@ static void app_release(struct app *a, const char *reason)
 	if (ip_pool_put(&S.ips, a->ip) < 0)
 		ld_log("error: app=%u ip %s was not taken (registry bug)", a->id, ip);
 	S.vfs.slot[a->vf].owner = 0;
+	if (S.vf_released_ms)
+		S.vf_released_ms[a->vf] = now_ms();
 	region_destroy(a->region_fd, a->region);
 	a->region = NULL;
 	a->region_fd = -1;
@@ -175,10 +234,17 @@ static void app_release(struct app *a, const char *reason)
 	S.dead_apps = a;
 }
 
+static void pending_drop(struct conn *c);
+
 static void conn_close(struct conn *c, const char *reason)
 {
 	struct conn **pp;
 
+	if (c->pend) {
+		ld_log("register abandoned: pid=%d name=%s closed its connection while waiting "
+		       "for a busy VF", (int)c->pid, c->pend->r.name);
+		pending_drop(c);
+	}
 	if (c->app)
 		app_release(c->app, reason);
 	epoll_del(c->fd);
@@ -234,10 +300,12 @@ static struct app *app_by_id(unsigned id)
 /*
  * Open the VF with the requested backend.  For backend=auto a failed AF_XDP
  * set-up falls back to AF_PACKET and fallback (a short token) says why;
- * backend=afxdp never falls back.  On failure msg holds the sentence.
+ * backend=afxdp never falls back.  A busy queue (EBUSY) falls back only if
+ * busy_final: otherwise the caller means to retry it.  On failure msg holds
+ * the sentence.
  */
 static int open_backend(struct ld_dev *d, const char *ifname, enum proto_backend want,
-			char *fallback, size_t fblen, char *msg, size_t msglen)
+			bool busy_final, char *fallback, size_t fblen, char *msg, size_t msglen)
 {
 	struct ld_dev_err e = { "", "" }, e2 = { "", "" };
 	int err;
@@ -254,6 +322,8 @@ static int open_backend(struct ld_dev *d, const char *ifname, enum proto_backend
 	default:
 		err = dev_open_afxdp(d, ifname, &e);
 		if (!err)
+			break;
+		if (err == -EBUSY && !busy_final)
 			break;
 		ld_log("AF_XDP on %s failed (%s): %s; backend=auto falls back to AF_PACKET",
 		       ifname, e.token, e.msg);
@@ -282,7 +352,7 @@ static void register_refused(struct conn *c, const char *name, int errnum, const
 
 static void register_refused(struct conn *c, const char *name, int errnum, const char *fmt, ...)
 {
-	char text[512];
+	char text[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -307,19 +377,298 @@ static void vf_list_text(char *buf, size_t len)
 	}
 }
 
+/* "vf1 by app=3 (http, pid 42), vf2 by app=4 (...)": who holds the VFs. */
+static void vf_holders_text(char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < S.vfs.n && used < len; i++) {
+		struct app *o = S.vfs.slot[i].owner ? app_by_id(S.vfs.slot[i].owner) : NULL;
+		int n;
+
+		if (!S.vfs.slot[i].owner)
+			continue;
+		n = snprintf(buf + used, len - used, "%s%s by app=%u (%s, pid %d)", used ? ", " : "",
+			     vf_name(i), S.vfs.slot[i].owner, o ? o->name : "?", o ? (int)o->pid : 0);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+}
+
+/*
+ * Close the leases whose holders have all gone but whose EOF this loop has
+ * not handled yet.  A client that starts the next program right after the
+ * previous one exited would otherwise race that EOF and be told its VF or IP
+ * is still leased.
+ */
+static void reap_hung_leases(void)
+{
+	struct app *next;
+
+	for (struct app *a = S.apps; a; a = next) {
+		struct pollfd p;
+
+		next = a->next;
+		if (!a->conn || a->conn->dead)
+			continue;
+		p.fd = a->conn->fd;
+		p.events = POLLRDHUP;
+		p.revents = 0;
+		if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+			conn_close(a->conn, "control connection closed");
+	}
+}
+
+/*
+ * Open the VF for a register: the explicit one, or for vf=auto the first
+ * free one whose queue is not busy.  Returns 0 with *idx set, or -errno with
+ * the sentence in msg; *retry tells whether the failure is a queue the
+ * kernel has not released yet, on a VF released a moment ago.  With
+ * last_try, backend=auto may fall back to AF_PACKET on a busy queue.
+ */
+static int register_open_vf(struct app *a, const struct proto_register *r, bool last_try,
+			    int *idx, bool *retry, char *msg, size_t msglen)
+{
+	char holders[512];
+	int err, i;
+
+	*retry = false;
+	if (!r->vf_auto) {
+		i = vf_pool_find(&S.vfs, r->vf);
+		if (i < 0) {
+			char list[256];
+
+			vf_list_text(list, sizeof(list));
+			snprintf(msg, msglen, "vf=%s is not one of librettod's VFs (%s)", r->vf, list);
+			return -ENODEV;
+		}
+		if (S.vfs.slot[i].owner) {
+			struct app *o = app_by_id(S.vfs.slot[i].owner);
+
+			snprintf(msg, msglen, "vf=%s is already leased by app=%u (%s, pid %d); "
+				 "omit --vf to take a free one, or stop that program", r->vf,
+				 S.vfs.slot[i].owner, o ? o->name : "?", o ? (int)o->pid : 0);
+			return -EBUSY;
+		}
+		err = open_backend(&a->dev, r->vf, r->backend, last_try || !vf_recently_released(i),
+				   a->fallback_reason, sizeof(a->fallback_reason), msg, msglen);
+		if (err == -EBUSY && vf_recently_released(i))
+			*retry = true;
+		*idx = i;
+		return err;
+	}
+
+	i = vf_pool_next_free(&S.vfs, 0);
+	if (i < 0) {
+		vf_holders_text(holders, sizeof(holders));
+		snprintf(msg, msglen, "no free VF: all %d are leased: %s (`libretto ps` shows them; "
+			 "stop one of those programs first)", S.vfs.n, holders);
+		return -EBUSY;
+	}
+	/*
+	 * A VF whose queue is still held by a former lessee's AF_XDP socket
+	 * answers EBUSY; with vf=auto try the next free one.  Only when every
+	 * free VF is busy, and one of them was released a moment ago, is the
+	 * request worth retrying.
+	 */
+	for (;;) {
+		int next;
+
+		err = open_backend(&a->dev, vf_name(i), r->backend,
+				   last_try || !vf_recently_released(i), a->fallback_reason,
+				   sizeof(a->fallback_reason), msg, msglen);
+		if (err != -EBUSY)
+			break;
+		if (vf_recently_released(i))
+			*retry = true;
+		next = vf_pool_next_free(&S.vfs, i + 1);
+		if (next < 0)
+			break;
+		ld_log("vf=auto: %s is busy (%s); trying %s", vf_name(i), msg, vf_name(next));
+		i = next;
+	}
+	if (err != -EBUSY)
+		*retry = false;
+	*idx = i;
+	return err;
+}
+
+static void timer_arm(bool on)
+{
+	struct itimerspec its = { 0 };
+
+	if (on) {
+		its.it_value.tv_nsec = REG_RETRY_STEP_MS * 1000000L;
+		its.it_interval.tv_nsec = REG_RETRY_STEP_MS * 1000000L;
+	}
+	if (timerfd_settime(S.timer_fd, 0, &its, NULL) < 0)
+		ld_log("error: timerfd_settime: %s", strerror(errno));
+}
+
+static void pending_drop(struct conn *c)
+{
+	struct pending *p = c->pend;
+
+	if (!p)
+		return;
+	c->pend = NULL;
+	if (p->app) {
+		dev_close(&p->app->dev);
+		ip_pool_put(&S.ips, p->app->ip);
+		free(p->app);
+	}
+	free(p);
+	if (--S.npending == 0)
+		timer_arm(false);
+}
+
+static void register_finish(struct conn *c, struct app *a, int idx);
+
+/*
+ * The inode of the client's end of control connection fd, asked of the
+ * kernel's UNIX socket diagnostics (UNIX_DIAG_PEER), so that `ps` can find
+ * every process holding the lease.  Returns 0 when it cannot be known.
+ */
+static unsigned long conn_peer_ino(int fd)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req r;
+	} req = {
+		.nlh = { .nlmsg_len = sizeof(req), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			 .nlmsg_flags = NLM_F_REQUEST },
+		.r = { .sdiag_family = AF_UNIX, .udiag_states = ~0u,
+		       .udiag_show = UDIAG_SHOW_PEER, .udiag_cookie = { ~0u, ~0u } },
+	};
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 200000 };
+	union {
+		char buf[4096];
+		struct nlmsghdr align;
+	} u;
+	unsigned long peer = 0;
+	struct stat st;
+	ssize_t n;
+	int nl;
+
+	if (fstat(fd, &st) < 0)
+		return 0;
+	req.r.udiag_ino = (unsigned)st.st_ino;
+	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl < 0)
+		return 0;
+	setsockopt(nl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (send(nl, &req, sizeof(req), 0) == (ssize_t)sizeof(req) &&
+	    (n = recv(nl, u.buf, sizeof(u.buf), 0)) > 0) {
+		struct nlmsghdr *h = &u.align;
+
+		if (NLMSG_OK(h, (size_t)n) && h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+		    h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct unix_diag_msg))) {
+			struct unix_diag_msg *m = NLMSG_DATA(h);
+			struct rtattr *a = (struct rtattr *)(m + 1);
+			int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+
+			for (; RTA_OK(a, len); a = RTA_NEXT(a, len))
+				if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
+					peer = *(uint32_t *)RTA_DATA(a);
+		}
+	}
+	close(nl);
+	return peer;
+}
+
+/*
+ * One attempt at the VF of a register whose IP is taken.  On success the
+ * lease is made and the reply sent; on a queue the kernel has not released
+ * yet the request is parked (or stays parked) for the timer; otherwise the
+ * refusal is sent and everything taken is given back.
+ */
+static void register_attempt(struct conn *c, struct app *a, const struct proto_register *r)
+{
+	struct pending *p = c->pend;
+	uint64_t now = now_ms();
+	bool last = p && now - p->started_ms + REG_RETRY_STEP_MS >= REG_RETRY_MAX_MS;
+	bool retry;
+	char msg[1024];
+	int err, idx = -1;
+
+	err = register_open_vf(a, r, last, &idx, &retry, msg, sizeof(msg));
+	if (err == -EBUSY && retry && !last) {
+		if (!p) {
+			p = calloc(1, sizeof(*p));
+			if (p) {
+				p->r = *r;
+				p->app = a;
+				p->started_ms = now;
+				c->pend = p;
+				if (S.npending++ == 0)
+					timer_arm(true);
+				ld_log("register pid=%d name=%s: %s was released a moment ago and its "
+				       "queue is still busy; retrying for up to %d ms", (int)c->pid,
+				       r->name, idx >= 0 ? vf_name(idx) : "the VF", REG_RETRY_MAX_MS);
+			}
+		}
+		if (p) {
+			p->tries++;
+			p->next_ms = now + REG_RETRY_STEP_MS;
+			return;
+		}
+	}
+	if (p) {
+		/* The app now belongs to this call again, whatever happens next. */
+		if (!err)
+			ld_log("register pid=%d name=%s: %s free after %d retries", (int)c->pid,
+			       r->name, vf_name(idx), p->tries);
+		p->app = NULL;
+		pending_drop(c);
+	}
+	if (err) {
+		if (err == -EBUSY && retry)
+			snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+				 "; still busy after %d ms of retries", REG_RETRY_MAX_MS);
+		register_refused(c, r->name, -err, "%s", msg);
+		ip_pool_put(&S.ips, a->ip);
+		free(a);
+		return;
+	}
+	a->vf = idx;
+	register_finish(c, a, idx);
+}
+
+static void on_timer(void)
+{
+	uint64_t ticks, now = now_ms();
+	struct conn *next;
+
+	while (read(S.timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+		;
+	for (struct conn *c = S.conns; c; c = next) {
+		struct proto_register r;
+
+		next = c->next;
+		if (c->dead || !c->pend || c->pend->next_ms > now)
+			continue;
+		/* register_attempt() may free c->pend: work on a copy of the request. */
+		r = c->pend->r;
+		register_attempt(c, c->pend->app, &r);
+	}
+}
+
 static void cmd_register(struct conn *c, const struct kv *req)
 {
-	const struct ld_config *cfg = S.cfg;
 	struct proto_register r;
-	char err_text[600], ip[16], a_ip[16], b_ip[16], mac[18];
+	char err_text[600], ip[16], a_ip[16], b_ip[16];
 	struct app *a;
-	struct kv_buf b;
-	const char *names[CTL_MAX_FDS];
-	int fds[CTL_MAX_FDS], nfds, err, idx;
+	int err;
 
 	if (c->app) {
 		reply_err(c, EALREADY, "this connection already holds lease app=%u; "
 			  "use a new connection for another application", c->app->id);
+		return;
+	}
+	if (c->pend) {
+		reply_err(c, EINPROGRESS, "this connection's register is still waiting for its VF");
 		return;
 	}
 	err = proto_parse_register(req, &r, err_text, sizeof(err_text));
@@ -328,6 +677,7 @@ static void cmd_register(struct conn *c, const struct kv *req)
 				 "%s", err_text);
 		return;
 	}
+	reap_hung_leases();
 	a = calloc(1, sizeof(*a));
 	if (!a) {
 		register_refused(c, r.name, ENOMEM, "out of memory");
@@ -348,89 +698,60 @@ static void cmd_register(struct conn *c, const struct kv *req)
 		err = ip_pool_take_any(&S.ips, &a->ip);
 		if (err) {
 			register_refused(c, r.name, EADDRNOTAVAIL,
-					 "no free IP: all %u addresses of the pool %s-%s are leased (libretto ps)",
-					 ip_pool_size(&S.ips), a_ip, b_ip);
-			goto fail_free;
+					 "no free IP: all %u addresses of the pool %s-%s are leased "
+					 "(`libretto ps` shows by whom)", ip_pool_size(&S.ips), a_ip, b_ip);
+			free(a);
+			return;
 		}
 	} else {
 		err = ip_pool_take(&S.ips, r.ip);
 		if (err == -EADDRNOTAVAIL) {
-			register_refused(c, r.name, EADDRNOTAVAIL, "ip=%s is not in the pool %s-%s",
+			register_refused(c, r.name, EADDRNOTAVAIL,
+					 "ip=%s is not in librettod's pool %s-%s: pick one in that range, "
+					 "or omit --ip to get the next free one",
 					 ip_fmt(r.ip, ip), a_ip, b_ip);
-			goto fail_free;
+			free(a);
+			return;
 		}
 		if (err == -EADDRINUSE) {
 			struct app *o = app_by_ip(r.ip);
 
-			register_refused(c, r.name, EADDRINUSE, "ip=%s is already leased by app=%u (%s)",
-					 ip_fmt(r.ip, ip), o ? o->id : 0, o ? o->name : "?");
-			goto fail_free;
+			register_refused(c, r.name, EADDRINUSE,
+					 "ip=%s is already leased by app=%u (%s, pid %d): pick another, "
+					 "or omit --ip to get the next free one",
+					 ip_fmt(r.ip, ip), o ? o->id : 0, o ? o->name : "?",
+					 o ? (int)o->pid : 0);
+			free(a);
+			return;
 		}
 		a->ip = r.ip;
 	}
+	register_attempt(c, a, &r);
+}
 
-	/* The VF and its NIC access. */
-	if (!r.vf_auto) {
-		idx = vf_pool_find(&S.vfs, r.vf);
-		if (idx < 0) {
-			char list[256];
-
-			vf_list_text(list, sizeof(list));
-			register_refused(c, r.name, ENODEV, "vf=%s is not one of librettod's VFs (%s)",
-					 r.vf, list);
-			goto fail_ip;
-		}
-		if (S.vfs.slot[idx].owner) {
-			struct app *o = app_by_id(S.vfs.slot[idx].owner);
-
-			register_refused(c, r.name, EBUSY, "vf=%s is already leased by app=%u (%s)",
-					 r.vf, S.vfs.slot[idx].owner, o ? o->name : "?");
-			goto fail_ip;
-		}
-		err = open_backend(&a->dev, r.vf, r.backend, a->fallback_reason,
-				   sizeof(a->fallback_reason), err_text, sizeof(err_text));
-	} else {
-		idx = vf_pool_next_free(&S.vfs, 0);
-		if (idx < 0) {
-			register_refused(c, r.name, EBUSY, "no free VF: %d of %d are leased (libretto ps)",
-					 vf_pool_used(&S.vfs), S.vfs.n);
-			goto fail_ip;
-		}
-		/*
-		 * A VF whose queue is still held by a former lessee's AF_XDP
-		 * socket answers EBUSY; with vf=auto try the next free one.
-		 */
-		for (;;) {
-			int next;
-
-			err = open_backend(&a->dev, vf_name(idx), r.backend, a->fallback_reason,
-					   sizeof(a->fallback_reason), err_text, sizeof(err_text));
-			if (err != -EBUSY)
-				break;
-			next = vf_pool_next_free(&S.vfs, idx + 1);
-			if (next < 0)
-				break;
-			ld_log("vf=auto: %s is busy (%s); trying %s", vf_name(idx), err_text,
-			       vf_name(next));
-			idx = next;
-		}
-	}
-	if (err) {
-		register_refused(c, r.name, -err, "%s", err_text);
-		goto fail_ip;
-	}
-	a->vf = idx;
+/* The VF is open: make the region, record the lease and send the reply. */
+static void register_finish(struct conn *c, struct app *a, int idx)
+{
+	const struct ld_config *cfg = S.cfg;
+	char ip[16], mac[18];
+	struct kv_buf b;
+	const char *names[CTL_MAX_FDS];
+	int fds[CTL_MAX_FDS], nfds, err;
 
 	/* The shared region. */
 	err = region_create(a->name, &a->region_fd, &a->region);
 	if (err) {
-		register_refused(c, r.name, -err, "cannot create the shared region: %s", strerror(-err));
-		goto fail_dev;
+		register_refused(c, a->name, -err, "cannot create the shared region: %s",
+				 strerror(-err));
+		dev_close(&a->dev);
+		ip_pool_put(&S.ips, a->ip);
+		free(a);
+		return;
 	}
-
 	a->id = ++S.next_id;
 	a->conn = c;
 	c->app = a;
+	a->peer_ino = conn_peer_ino(c->fd);
 	S.vfs.slot[idx].owner = a->id;
 	a->next = S.apps;
 	S.apps = a;
@@ -499,14 +820,6 @@ static void cmd_register(struct conn *c, const struct kv *req)
 	       a->fallback_reason[0] ? " fallback_reason=" : "", a->fallback_reason);
 	if (!kv_buf_ok(&b) || send_reply(c, S.out, b.len, fds, nfds) < 0)
 		app_release(a, "the register reply could not be delivered");
-	return;
-
-fail_dev:
-	dev_close(&a->dev);
-fail_ip:
-	ip_pool_put(&S.ips, a->ip);
-fail_free:
-	free(a);
 }
 
 /* ------------------------------------------------------------------ */
@@ -517,12 +830,81 @@ static uint64_t rd64(const uint64_t *p)
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+/* The app whose lease's client end is socket inode ino, or NULL. */
+static struct app *app_by_peer_ino(unsigned long ino)
+{
+	for (struct app *a = S.apps; a; a = a->next)
+		if (a->peer_ino && a->peer_ino == ino)
+			return a;
+	return NULL;
+}
+
+/*
+ * Find, for every application, the processes that hold a descriptor of its
+ * lease (the client end of its control connection): the program, and any
+ * child that inherited it.  One pass over /proc/PID/fd, done for `ps` only.
+ */
+static void holders_scan(void)
+{
+	struct dirent *pd;
+	DIR *proc;
+
+	for (struct app *a = S.apps; a; a = a->next)
+		a->nholders = 0;
+	proc = opendir("/proc");
+	if (!proc)
+		return;
+	while ((pd = readdir(proc))) {
+		char path[64], link[64];
+		struct dirent *fdd;
+		DIR *fds;
+		int dfd;
+		pid_t pid;
+
+		if (pd->d_name[0] < '1' || pd->d_name[0] > '9')
+			continue;
+		pid = (pid_t)strtol(pd->d_name, NULL, 10);
+		if (pid == getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+		fds = opendir(path);
+		if (!fds)
+			continue;
+		dfd = dirfd(fds);
+		while ((fdd = readdir(fds))) {
+			unsigned long ino;
+			struct app *a;
+			ssize_t n;
+
+			if (fdd->d_name[0] < '0' || fdd->d_name[0] > '9')
+				continue;
+			n = readlinkat(dfd, fdd->d_name, link, sizeof(link) - 1);
+			if (n < 9)
+				continue;
+			link[n] = '\0';
+			if (strncmp(link, "socket:[", 8) != 0)
+				continue;
+			ino = strtoul(link + 8, NULL, 10);
+			a = app_by_peer_ino(ino);
+			if (!a)
+				continue;
+			/* One entry per process, however many descriptors it has. */
+			if ((a->nholders == 0 || a->holders[a->nholders - 1] != pid) &&
+			    a->nholders < APP_MAX_HOLDERS)
+				a->holders[a->nholders++] = pid;
+		}
+		closedir(fds);
+	}
+	closedir(proc);
+}
+
 /* One "app=..." line; returns its length, or 0 if it did not fit. */
 static size_t ps_line(const struct app *a, char *buf, size_t len)
 {
 	const struct libretto_region *r = a->region;
 	struct region_port snap[REGION_MAX_PORTS];
 	char ports[REGION_MAX_PORTS * 12 + 2], ip[16], mac[18];
+	char holders[APP_MAX_HOLDERS * 12 + 2];
 	uint32_t nports;
 	int n;
 
@@ -540,10 +922,23 @@ static size_t ps_line(const struct app *a, char *buf, size_t len)
 		snap[i].state = __atomic_load_n(&r->ports[i].state, __ATOMIC_RELAXED);
 	}
 	proto_fmt_ports(snap, nports, ports, sizeof(ports));
+	if (!a->peer_ino) {
+		snprintf(holders, sizeof(holders), "?");
+	} else if (a->nholders == 0) {
+		snprintf(holders, sizeof(holders), "-");
+	} else {
+		size_t used = 0;
+
+		holders[0] = '\0';
+		for (int i = 0; i < a->nholders && used < sizeof(holders); i++)
+			used += (size_t)snprintf(holders + used, sizeof(holders) - used, "%s%d",
+						 i ? "," : "", (int)a->holders[i]);
+	}
 	n = snprintf(buf, len,
-		     "app=%u name=%s pid=%d alive=%d mode=direct ip=%s mac=%s vf=%s backend=%s "
-		     "rx_packets=%llu rx_bytes=%llu tx_packets=%llu tx_bytes=%llu ports=%s\n",
-		     a->id, a->name, (int)a->pid, a->alive ? 1 : 0, ip_fmt(a->ip, ip),
+		     "app=%u name=%s pid=%d alive=%d holders=%s mode=direct ip=%s mac=%s vf=%s "
+		     "backend=%s rx_packets=%llu rx_bytes=%llu tx_packets=%llu tx_bytes=%llu "
+		     "ports=%s\n",
+		     a->id, a->name, (int)a->pid, a->alive ? 1 : 0, holders, ip_fmt(a->ip, ip),
 		     proto_fmt_mac(a->dev.mac, mac), vf_name(a->vf),
 		     proto_backend_name(a->dev.backend),
 		     (unsigned long long)rd64(&r->rx_packets), (unsigned long long)rd64(&r->rx_bytes),
@@ -562,6 +957,7 @@ static void cmd_ps(struct conn *c)
 	struct kv_buf b;
 	int n = 0;
 
+	holders_scan();
 	/* Registration order (oldest first) reads better than list order. */
 	for (struct app *a = S.apps; a && n < (int)(sizeof(list) / sizeof(list[0])); a = a->next)
 		list[n++] = a;
@@ -903,6 +1299,7 @@ static int server_setup(const struct ld_config *cfg, int listen_fd)
 	S.cfg = cfg;
 	S.listen_fd = listen_fd;
 	S.sig_fd = -1;
+	S.timer_fd = -1;
 	S.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (S.epfd < 0)
 		return -errno;
@@ -912,6 +1309,12 @@ static int server_setup(const struct ld_config *cfg, int listen_fd)
 	err = vf_pool_init(&S.vfs, cfg->vfs, cfg->nvfs);
 	if (err)
 		return err;
+	S.vf_released_ms = calloc((size_t)S.vfs.n, sizeof(*S.vf_released_ms));
+	if (!S.vf_released_ms)
+		return -ENOMEM;
+	S.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (S.timer_fd < 0)
+		return -errno;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -931,6 +1334,10 @@ static int server_setup(const struct ld_config *cfg, int listen_fd)
 	ev.data.ptr = &S.sig_ev;
 	if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, S.sig_fd, &ev) < 0)
 		return -errno;
+	S.timer_ev.kind = EV_TIMER;
+	ev.data.ptr = &S.timer_ev;
+	if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, S.timer_fd, &ev) < 0)
+		return -errno;
 	return 0;
 }
 
@@ -948,6 +1355,11 @@ static void server_teardown(void)
 	S.listen_fd = -1;
 	if (S.sig_fd >= 0)
 		close(S.sig_fd);
+	if (S.timer_fd >= 0)
+		close(S.timer_fd);
+	S.timer_fd = -1;
+	free(S.vf_released_ms);
+	S.vf_released_ms = NULL;
 	if (S.epfd >= 0)
 		close(S.epfd);
 	ip_pool_fini(&S.ips);
@@ -992,6 +1404,9 @@ int server_run(const struct ld_config *cfg, int listen_fd)
 					on_conn(c);
 				break;
 			}
+			case EV_TIMER:
+				on_timer();
+				break;
 			case EV_PIDFD: {
 				struct app *a = e->owner;
 

@@ -55,6 +55,18 @@ done
 expect 0 '--json' "$L" help ps
 expect 0 '--json' "$L" help status
 
+# The help tells the truth about what is not there yet and what options mean.
+expect 0 'indirect and auto need the network server' "$L" help run
+expect 0 'which is not implemented yet' "$L" help run
+expect 0 'afxdp \(default\)' "$L" help run
+expect 0 'default: the lowest' "$L" help run
+expect 0 'until the last of them exits' "$L" help run
+expect 0 'Only direct mode exists so far' "$L" --help
+for col in PID ALIVE HOLDERS PORTS RX-PKTS; do
+	expect 0 "^  $col" "$L" help ps
+done
+expect 0 'until its process has exited' "$L" help down
+
 # Wrong command lines: exit 2 with a reason and a pointer to the help.
 expect 2 "unknown testbed command 'sideways'" "$L" testbed sideways
 expect 2 'name a command' "$L" testbed
@@ -84,6 +96,9 @@ expect 1 'librettod is not running: run `libretto up` first' "$L" ps
 expect 1 'librettod is not running' "$L" status
 expect 0 'librettod is not running: nothing to stop' "$L" down
 expect 0 '"running":false' sh -c "\"$L\" status --json; [ \$? -eq 1 ]"
+# A missing program is reported like a shell does, before anything is leased.
+expect 127 'libretto: nosuchprog-x: command not found' "$L" run -- nosuchprog-x
+expect 127 'No such file or directory' "$L" run -- /nonexistent/prog
 
 echo "PASS"
 exit 0
