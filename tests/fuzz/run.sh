@@ -10,6 +10,8 @@ command -v clang >/dev/null || { echo "clang not installed"; exit 77; }
 mkdir -p "$out/corpus-$name"
 case $name in
 kv) files="$src/tests/fuzz/fuzz_kv.c $src/src/common/kv.c" ;;
+classify) files="$src/tests/fuzz/fuzz_classify.c $src/src/netd/classify.c $src/src/netd/frag.c" ;;
+validate) files="$src/tests/fuzz/fuzz_validate.c $src/src/netd/validate.c $src/src/netd/classify.c $src/src/netd/frag.c" ;;
 *) echo "unknown harness $name" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2086
