@@ -82,6 +82,18 @@ int region_create(const char *name, int *fd_out, struct libretto_region **map_ou
 void region_destroy(int fd, struct libretto_region *map);
 
 /*
+ * reaper.c: after an application's lease ends (its XSK and XDP program
+ * already torn down, the VF not yet back in the pool), reset the peers of
+ * the TCP connections still listed in its region, sending from ip (host
+ * byte order) and mac on the VF.  r is hostile input.  Bounded to about
+ * half a second; logs what it did, naming the lease `who`.  Returns the
+ * number of valid connections the table listed (reset or not), or -ENOMEM.
+ */
+int reaper_reset_peers(const struct libretto_region *r, const char *ifname, int ifindex,
+		       const uint8_t mac[6], uint32_t ip, int prefix, bool has_gw, uint32_t gw,
+		       const char *who);
+
+/*
  * server.c: the control socket and the event loop.  server_listen() binds
  * and listens (the caller has checked for a live daemon); server_run() runs
  * until shutdown or SIGTERM/SIGINT, then releases every lease.

@@ -95,6 +95,20 @@ struct app {
 };
 
 /*
+ * An IP whose application died with connections open (the reaper reset
+ * their peers): for TOMB_MS, automatic allocation prefers other addresses,
+ * so that late segments of the dead connections do not reach a new owner.
+ * An explicit ip= still gets it.
+ */
+#define TOMB_MS 10000
+#define TOMB_MAX 64
+
+struct tomb {
+	uint32_t ip;
+	uint64_t until_ms;         /* 0: unused */
+};
+
+/*
  * The daemon is single-threaded, so its state is one static object.
  * Objects closed while handling an epoll batch may still be referenced by
  * later events of the same batch; they are marked dead, moved to the
@@ -115,6 +129,7 @@ static struct {
 	struct ev timer_ev;
 	int npending;
 	uint64_t *vf_released_ms;  /* per VF slot: when it was last released, 0 never */
+	struct tomb tombs[TOMB_MAX];
 	struct conn *dead_conns;
 	struct app *dead_apps;
 	bool stop;
@@ -197,6 +212,54 @@ static void epoll_del(int fd)
 	epoll_ctl(S.epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
+static void tomb_add(uint32_t ip)
+{
+	struct tomb *t = &S.tombs[0];
+
+	/* Reuse the slot that expires first (an unused one has until_ms 0). */
+	for (int i = 1; i < TOMB_MAX; i++)
+		if (S.tombs[i].until_ms < t->until_ms)
+			t = &S.tombs[i];
+	t->ip = ip;
+	t->until_ms = now_ms() + TOMB_MS;
+}
+
+static bool tomb_active(uint32_t ip)
+{
+	uint64_t now = now_ms();
+
+	for (int i = 0; i < TOMB_MAX; i++)
+		if (S.tombs[i].until_ms > now && S.tombs[i].ip == ip)
+			return true;
+	return false;
+}
+
+/*
+ * ip_pool_take_any, passing over tombstoned addresses while others are
+ * free; when only tombstoned ones are left, the lowest of them.
+ */
+static int ip_take_auto(uint32_t *out)
+{
+	uint32_t skipped[TOMB_MAX];
+	int n = 0, err;
+
+	err = ip_pool_take_any(&S.ips, out);
+	while (!err && n < TOMB_MAX && tomb_active(*out)) {
+		skipped[n++] = *out;
+		err = ip_pool_take_any(&S.ips, out);
+	}
+	if (err && n > 0) {
+		*out = skipped[0];
+		err = 0;
+		for (int i = 1; i < n; i++)
+			ip_pool_put(&S.ips, skipped[i]);
+	} else {
+		for (int i = 0; i < n; i++)
+			ip_pool_put(&S.ips, skipped[i]);
+	}
+	return err;
+}
+
 static void app_release(struct app *a, const char *reason)
 {
 	struct app **pp;
@@ -206,6 +269,21 @@ static void app_release(struct app *a, const char *reason)
 	       a->id, a->name, (int)a->pid, ip_fmt(a->ip, ip), vf_name(a->vf),
 	       proto_backend_name(a->dev.backend), reason);
 	dev_close(&a->dev);
+	/*
+	 * Connections still listed belong to a process that died without
+	 * closing them (a graceful exit leaves the table empty): reset their
+	 * peers now, with the XSK gone and before the VF and IP go back to the
+	 * pools.  Not while shutting down, when the application may be alive.
+	 */
+	if (!S.stop && a->region) {
+		char who[PROTO_NAME_MAX + 48];
+
+		snprintf(who, sizeof(who), "app=%u name=%s", a->id, a->name);
+		if (reaper_reset_peers(a->region, a->dev.ifname, a->dev.ifindex, a->dev.mac,
+				       a->ip, S.cfg->prefix, S.cfg->has_gateway, S.cfg->gateway,
+				       who) > 0)
+			tomb_add(a->ip);
+	}
 	if (ip_pool_put(&S.ips, a->ip) < 0)
 		ld_log("error: app=%u ip %s was not taken (registry bug)", a->id, ip);
 	S.vfs.slot[a->vf].owner = 0;
@@ -695,7 +773,7 @@ static void cmd_register(struct conn *c, const struct kv *req)
 	ip_fmt(S.ips.first, a_ip);
 	ip_fmt(S.ips.last, b_ip);
 	if (r.ip_auto) {
-		err = ip_pool_take_any(&S.ips, &a->ip);
+		err = ip_take_auto(&a->ip);
 		if (err) {
 			register_refused(c, r.name, EADDRNOTAVAIL,
 					 "no free IP: all %u addresses of the pool %s-%s are leased "

@@ -11,10 +11,17 @@
 #                   <source>/build)
 #   LIBRETTO        the CLI (default: $LIBRETTO_BUILD/src/cli/libretto)
 #   LT_KEEP=1       keep the scenario's scratch directory for inspection
+#   LIBRETTO_TESTBED_PREFIX  the testbed's namespace prefix (default
+#                   "libretto": libretto-peer, libretto-host, libretto-linux),
+#                   as `libretto testbed` reads it.  A private prefix with
+#                   LIBRETTO_CONTROL unset also selects a private librettod:
+#                   /run/PREFIX/control.sock (see lt_init), so a developer's
+#                   testbed never meets the shared one's daemon.
 
-LT_NS_PEER=${LT_NS_PEER:-libretto-peer}
-LT_NS_HOST=${LT_NS_HOST:-libretto-host}
-LT_NS_LINUX=${LT_NS_LINUX:-libretto-linux}
+LT_PREFIX=${LIBRETTO_TESTBED_PREFIX:-libretto}
+LT_NS_PEER=${LT_NS_PEER:-$LT_PREFIX-peer}
+LT_NS_HOST=${LT_NS_HOST:-$LT_PREFIX-host}
+LT_NS_LINUX=${LT_NS_LINUX:-$LT_PREFIX-linux}
 LT_PEER_IP=${LT_PEER_IP:-10.42.0.1}
 LT_LINUX_IP=${LT_LINUX_IP:-10.42.0.254}
 
@@ -68,6 +75,15 @@ lt_init() {
 	LIBRETTO=${LIBRETTO:-$LIBRETTO_BUILD/src/cli/libretto}
 	[ -x "$LIBRETTO" ] || lt_fail "no CLI at $LIBRETTO (build first, or set LIBRETTO_BUILD)"
 	export LIBRETTO_BUILD LIBRETTO_SRC LIBRETTO
+	if [ "$LT_PREFIX" != libretto ] && [ -z "${LIBRETTO_CONTROL:-}" ]; then
+		# `libretto up` would otherwise find the shared librettod (on
+		# libretto-host) running and `run` would go there.
+		LIBRETTO_CONTROL=/run/$LT_PREFIX/control.sock
+	fi
+	if [ -n "${LIBRETTO_CONTROL:-}" ]; then
+		export LIBRETTO_CONTROL
+		mkdir -p "$(dirname "$LIBRETTO_CONTROL")"
+	fi
 	LT_TMP=$(mktemp -d "/tmp/$lt_name.XXXXXX")
 	trap lt_cleanup EXIT
 	trap 'exit 1' INT TERM
@@ -177,4 +193,19 @@ lt_wait_pid() {
 		sleep 0.1
 	done
 	return 124
+}
+
+# lt_peer CMD...: run CMD in the peer namespace (the outside world).
+lt_peer() { ip netns exec "$LT_NS_PEER" "$@"; }
+
+# lt_stop_pid PID SECONDS: TERM, then KILL after SECONDS; waits for it.
+lt_stop_pid() {
+	local pid=$1 secs=$2
+	kill "$pid" 2>/dev/null
+	lt_wait_pid "$pid" "$secs" >/dev/null
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid" 2>/dev/null
+		lt_wait_pid "$pid" 3 >/dev/null
+	fi
+	return 0
 }

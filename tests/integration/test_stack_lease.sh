@@ -48,7 +48,7 @@ check_bad "ip=10.77.9.2 prefix=24 mac=02:00:00:00:00:01 backend=tap" "backend=ta
 check_bad "$good gateway=10.1.1.1 region_fd=0 packet_fd=1" "gateway=10.1.1.1 is not on"
 check_bad "$good region_fd=5" "packet_fd is missing"
 check_bad "$good region_fd=250 packet_fd=251" "region_fd=250: Bad file descriptor"
-check_bad "$good region_fd=0 packet_fd=1" "region_fd is not a 4096-byte region"
+check_bad "$good region_fd=0 packet_fd=1" "region_fd is not a 65536-byte region"
 
 step "a program exporting lwIP's names is refused, naming the symbol and the program"
 run 127 "$good region_fd=250 packet_fd=251" "$CLASH"

@@ -55,11 +55,14 @@ for backend in afpacket afxdp; do
 	ip -n $A neigh flush dev s-pv0
 	LIBRETTO_PRELOAD="$SO" ip netns exec $B "$FL" --ifname s-pv1 --ip 10.77.0.2 --prefix 24 \
 		--backend $backend -- \
-		sh -c 'echo "preload=[$LD_PRELOAD] lease=[$LIBRETTO_LEASE]" > "$0"; sleep 8; true' \
+		sh -c 'echo "preload=[$LD_PRELOAD] lease=[$LIBRETTO_LEASE]" > "$0"; exec python3 -c "
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # starts the stack (it starts lazily)
+time.sleep(8)"' \
 		"$out/env.$backend" 2> "$out/app.$backend" &
 	app=$!
-	# The app (this sh: it stays, running lwIP; sleep runs on the kernel
-	# stack) is up once it has written its environment.
+	# The app (this sh, then the python it execs with the lease: its first
+	# socket starts lwIP) is up once it has written its environment.
 	for _ in $(seq 50); do
 		[ -s "$out/env.$backend" ] && break
 		sleep 0.1

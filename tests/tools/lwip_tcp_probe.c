@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include <lwip/tcpip.h>
 #include <lwip/tcp.h>
@@ -10,8 +11,8 @@
 /*
  * Usage: lwip-tcp-probe SECONDS SOURCE_BYTES
  *
- * Run under the runtime (fake-lease), which has started lwIP and its netif
- * before main().  Listens on port 5001 (discard: counts what it receives)
+ * Run under the runtime (fake-lease), which starts lwIP and its netif at
+ * the first socket: main() opens one first.  Listens on port 5001 (discard: counts what it receives)
  * and 5002 (source: sends SOURCE_BYTES to each client, then closes), for
  * SECONDS, then prints "discarded=N" on stdout.
  *
@@ -108,6 +109,12 @@ int main(int argc, char **argv)
 	secs = (unsigned)strtoul(argv[1], NULL, 10);
 	source_bytes = strtoul(argv[2], NULL, 10);
 	memset(chunk, 'x', sizeof(chunk));
+	/* The runtime starts lwIP at the first socket the libOS serves; this
+	 * one (left open) is only that trigger. */
+	if (socket(AF_INET, SOCK_DGRAM, 0) < 0) {
+		perror("lwip-tcp-probe: socket (starting the stack)");
+		return 1;
+	}
 	LOCK_TCPIP_CORE();
 	for (long port = 5001; port <= 5002; port++) {
 		struct tcp_pcb *l = tcp_new();

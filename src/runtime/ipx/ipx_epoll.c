@@ -392,11 +392,19 @@ fail_free:
 	return err;
 }
 
+/*
+ * The stack starts at the first libOS socket (stack.h), and event loops
+ * (libevent, redis, asyncio) make their epoll instance before their
+ * sockets: while a lease is pending the instance is emulated too, ready for
+ * the libOS sockets to come.  Weak, so the layer links without the stack.
+ */
+extern bool stack_lease_pending(void) __attribute__((weak));
+
 static int ipx_epoll_create(int kfd)
 {
 	int err;
 
-	if (kfd < 0 || !stack_active())
+	if (kfd < 0 || !(stack_active() || (stack_lease_pending != NULL && stack_lease_pending())))
 		return kfd;
 	err = ipx_epoll_make(kfd);
 	if (err < 0) {
@@ -581,6 +589,7 @@ static int ipx_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeou
 	bool spun = false, renotified;
 	int n, k, saved;
 	long left;
+	struct lsock_sigsnap sigs;
 
 	real_init();
 	f = fdtab_peek(epfd) ? ipx_get(epfd) : NULL;
@@ -605,6 +614,9 @@ static int ipx_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeou
 			deadline.tv_nsec -= 1000000000;
 		}
 	}
+	/* A handler that runs before we sleep (during the spin) interrupts
+	 * the call as it would interrupt the kernel's wait. */
+	lsock_sig_snap(&sigs);
 	for (;;) {
 		renotified = false;
 		n = epc_collect(&ep->core, evs, max);
@@ -637,12 +649,19 @@ static int ipx_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeou
 			if (budget <= 0)
 				budget = IPX_SPIN_MAX_NS;
 			clock_gettime(CLOCK_MONOTONIC, &spin0);
-			while (!(hit = epc_has_ready(&ep->core)) && ipx_ns_since(&spin0) < budget)
+			while (!(hit = epc_has_ready(&ep->core)) && ipx_ns_since(&spin0) < budget &&
+			       !lsock_sig_since(&sigs))
 				if (stack_poll(64) == 0)
 					__builtin_ia32_pause();
 			budget = hit ? IPX_SPIN_MAX_NS : budget / 2 < IPX_SPIN_MIN_NS ? IPX_SPIN_MIN_NS : budget / 2;
 			atomic_store_explicit(&ep->spin_ns, budget, memory_order_relaxed);
 			continue;
+		}
+		if (lsock_sig_since(&sigs)) {
+			/* EINTR, never restarted (see below). */
+			ipx_put(f);
+			errno = EINTR;
+			return -1;
 		}
 		left = timeout < 0 ? -1 : ipx_ms_left(&deadline);
 		if (left == 0)

@@ -5,9 +5,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/resource.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/close_range.h>
+
+#include "libretto/ctl.h"
 
 #include "ipx/ipx.h"
 #include "stack/stack.h"
@@ -21,6 +26,11 @@ struct ipx_file ipx_private = { .kind = IPX_PRIV, .refs = 1 << 30, .priv_kfd = -
  * the interposition layer also links without the stack (unit tests).
  */
 extern bool stack_fd_is_private(int fd) __attribute__((weak));
+extern int stack_private_fds(int *fds, int max) __attribute__((weak));
+
+/* The process whose memory the fd table describes (see close_range()):
+ * set with the fork handlers, updated in a forked child. */
+static atomic_int ipx_pid;
 
 void ipx_pin(void *obj)
 {
@@ -57,9 +67,16 @@ static void ipx_fork_done(void)
 	pthread_mutex_unlock(&ipx_lock);
 }
 
+static void ipx_fork_child(void)
+{
+	atomic_store_explicit(&ipx_pid, (int)getpid(), memory_order_relaxed);
+	pthread_mutex_unlock(&ipx_lock);
+}
+
 static void ipx_fork_register(void)
 {
-	pthread_atfork(ipx_fork_prepare, ipx_fork_done, ipx_fork_done);
+	atomic_store_explicit(&ipx_pid, (int)getpid(), memory_order_relaxed);
+	pthread_atfork(ipx_fork_prepare, ipx_fork_done, ipx_fork_child);
 }
 
 struct ipx_file *ipx_file_new(enum ipx_kind kind)
@@ -201,17 +218,12 @@ static int ipx_private_dup(int fd)
  * is really closed.  Only if no copy can be made does the number stay open,
  * hidden (EBADF to the program, not reused) until the last descriptor goes.
  */
-IPX_EXPORT int close(int fd)
+static int ipx_close_fd(int fd)
 {
 	struct ipx_file *f;
 	void *old;
 	int r, nk;
 
-	real_init();
-	if (ipx_fd_private(fd)) {
-		errno = EBADF;
-		return -1;
-	}
 	if (fdtab_peek(fd) == NULL)
 		return real.close(fd);
 	f = ipx_get(fd);
@@ -240,6 +252,117 @@ IPX_EXPORT int close(int fd)
 	if (old != NULL)
 		ipx_detach(old);
 	return r;
+}
+
+IPX_EXPORT int close(int fd)
+{
+	real_init();
+	if (ipx_fd_private(fd)) {
+		errno = EBADF;
+		return -1;
+	}
+	return ipx_close_fd(fd);
+}
+
+static int ipx_sys_close_range(unsigned int lo, unsigned int hi, int flags)
+{
+	if (real.close_range != NULL)
+		return real.close_range(lo, hi, flags);
+	return (int)syscall(SYS_close_range, lo, hi, flags);
+}
+
+/* The lowest runtime-private descriptor >= from (INT_MAX: none): the
+ * stack's (a handful) and the interposition's (fd table slots). */
+static unsigned int ipx_next_private(unsigned int from, const int *sfds, int nsfds, int limit)
+{
+	unsigned int best = INT_MAX;
+
+	for (int i = 0; i < nsfds; i++)
+		if (sfds[i] >= 0 && (unsigned int)sfds[i] >= from && (unsigned int)sfds[i] < best)
+			best = (unsigned int)sfds[i];
+	for (unsigned int fd = from; fd < best && fd < (unsigned int)limit; fd++)
+		if (fdtab_peek((int)fd) == &ipx_private)
+			return fd;
+	return best;
+}
+
+/*
+ * close_range(2) and closefrom(3) (daemons close everything they inherited)
+ * must neither close the runtime's private descriptors nor make libOS
+ * sockets vanish behind the socket layer's back.  So: libOS descriptors in
+ * the range go through close() one by one (their close semantics run), then
+ * the kernel closes the rest in sub-ranges that skip the private ones.
+ * CLOSE_RANGE_CLOEXEC closes nothing and the private descriptors are
+ * close-on-exec anyway: it goes to the kernel as it is; CLOSE_RANGE_UNSHARE
+ * unshares the table first, as the kernel would.
+ *
+ * In a vfork() child (it shares our memory but has its own descriptor
+ * table) the fd table is the parent's: the bookkeeping is left alone and the
+ * kernel closes the child's copies only.  Nothing here allocates.
+ */
+static int ipx_close_range(unsigned int lo, unsigned int hi, int flags)
+{
+	int sfds[CTL_MAX_FDS], nsfds = 0, limit, pid, r = 0;
+	unsigned int cur, p;
+
+	real_init();
+	if (lo > hi || (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)) ||
+	    (flags & CLOSE_RANGE_CLOEXEC))
+		return ipx_sys_close_range(lo, hi, flags);
+	if ((flags & CLOSE_RANGE_UNSHARE) && unshare(CLONE_FILES) < 0)
+		return -1;
+	if (stack_private_fds != NULL)
+		nsfds = stack_private_fds(sfds, CTL_MAX_FDS);
+	if (lo > INT_MAX)
+		return 0;	/* no descriptor has such a number */
+	if (hi > INT_MAX)
+		hi = INT_MAX;
+
+	limit = fdtab_limit();
+	pid = atomic_load_explicit(&ipx_pid, memory_order_relaxed);
+	if (pid == 0 || pid == (int)getpid()) {
+		for (unsigned int fd = lo; fd <= hi && fd < (unsigned int)limit; fd++) {
+			void *o = fdtab_peek((int)fd);
+
+			if (o != NULL && o != &ipx_private)
+				ipx_close_fd((int)fd);
+		}
+		limit = fdtab_limit();	/* closing may have made private copies */
+	}
+	for (cur = lo; cur <= hi; cur = p + 1) {
+		p = ipx_next_private(cur, sfds, nsfds, limit);
+		if (p > cur && ipx_sys_close_range(cur, p - 1 < hi ? p - 1 : hi, 0) < 0 && r == 0)
+			r = -1;
+		if (p >= hi)
+			break;
+	}
+	return r;
+}
+
+IPX_EXPORT int close_range(unsigned int lo, unsigned int hi, int flags)
+{
+	return ipx_close_range(lo, hi, flags);
+}
+
+/*
+ * closefrom() cannot fail.  Without close_range(2) (kernels before 5.9)
+ * close one by one up to the descriptor limit, as glibc's fallback does
+ * with /proc (bounded, so an unlimited limit does not loop for ever).
+ */
+IPX_EXPORT void closefrom(int lo)
+{
+	struct rlimit rl;
+	long max = 1L << 20;
+
+	if (lo < 0)
+		lo = 0;
+	if (ipx_close_range((unsigned int)lo, ~0U, 0) == 0)
+		return;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)max)
+		max = (long)rl.rlim_cur;
+	for (long fd = lo; fd < max; fd++)
+		if (!ipx_fd_private((int)fd))
+			ipx_close_fd((int)fd);
 }
 
 /* After the kernel made newfd a copy of fd: make our slot agree. */

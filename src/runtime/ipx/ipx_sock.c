@@ -41,31 +41,58 @@ static ssize_t ipx_sigpipe(ssize_t r, int flags)
 	return r;
 }
 
-/* Is this socket() call one the libOS serves?  AF_INET6 too: the socket
+/*
+ * Started by the first socket the libOS would serve (stack.h).  Weak, so
+ * the interposition layer also links without the stack (unit tests).
+ */
+extern int stack_start(void) __attribute__((weak));
+
+/*
+ * Is this socket() call one the libOS serves?  AF_INET6 too: the socket
  * layer serves it over IPv4 through v4-mapped addresses, as a dual-stack
- * socket, and keeps pure IPv6 on its kernel socket. */
-static bool ipx_socket_ours(int domain, int type, int protocol)
+ * socket, and keeps pure IPv6 on its kernel socket.  The first such call
+ * starts the stack.  Returns 1 (ours), 0 (the kernel's: no lease), or
+ * -ENETDOWN (a lease, but the stack cannot run in this process: a silent
+ * kernel socket would be the fallback the lease forbids).
+ */
+static int ipx_socket_ours(int domain, int type, int protocol)
 {
 	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	bool ok;
+	int err;
 
-	if ((domain != AF_INET && domain != AF_INET6) || !stack_active())
-		return false;
+	if (domain != AF_INET && domain != AF_INET6)
+		return 0;
 	if (base == SOCK_STREAM)
-		return protocol == 0 || protocol == IPPROTO_TCP;
-	if (base == SOCK_DGRAM)
-		return protocol == 0 || protocol == IPPROTO_UDP;
-	return false;
+		ok = protocol == 0 || protocol == IPPROTO_TCP;
+	else if (base == SOCK_DGRAM)
+		ok = protocol == 0 || protocol == IPPROTO_UDP;
+	else
+		ok = false;
+	if (!ok)
+		return 0;
+	if (stack_start == NULL)
+		return stack_active();
+	err = stack_start();
+	if (err == -ENOENT)
+		return 0;
+	return err < 0 ? err : 1;
 }
 
 IPX_EXPORT int socket(int domain, int type, int protocol)
 {
 	struct ipx_file *f;
 	struct lsock *s;
-	int kfd, err;
+	int kfd, err, ours;
 
 	real_init();
+	ours = ipx_socket_ours(domain, type, protocol);
+	if (ours < 0) {
+		errno = -ours;
+		return -1;
+	}
 	kfd = real.socket(domain, type, protocol);
-	if (kfd < 0 || !ipx_socket_ours(domain, type, protocol))
+	if (kfd < 0 || !ours)
 		return kfd;
 	err = lsock_create_domain(kfd, domain, type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), &s);
 	if (err == -EAFNOSUPPORT)

@@ -18,14 +18,19 @@ static atomic_bool real_ready;
  * stdio's write path uses libc-internal calls, never our exported write(),
  * so fprintf(stderr) is safe here even before the table is complete.
  *
- * Names that may legitimately be missing from the C library: fcntl64 (older
- * glibc) and the _FORTIFY_SOURCE entry points.  Their wrappers fall back to
+ * Names that may legitimately be missing from the C library: fcntl64,
+ * execveat, close_range, closefrom (older glibc) and the _FORTIFY_SOURCE
+ * entry points.  Their wrappers fall back to
  * the plain call when the pointer is NULL.
  */
 static bool real_optional(const char *name)
 {
 	return name[0] == '_' || __builtin_strcmp(name, "fcntl64") == 0 ||
-	       __builtin_strcmp(name, "sendfile64") == 0;
+	       __builtin_strcmp(name, "sendfile64") == 0 ||
+	       /* glibc 2.34 and later: the wrappers fall back to the system call. */
+	       __builtin_strcmp(name, "execveat") == 0 ||
+	       __builtin_strcmp(name, "close_range") == 0 ||
+	       __builtin_strcmp(name, "closefrom") == 0;
 }
 
 static void real_load(void)

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,12 @@
 
 #include <lwip/ip.h>
 #include <lwip/tcp.h>
+#include <lwip/priv/tcp_priv.h>
 #include <lwip/udp.h>
 
+#include <unistd.h>
+
+#include "libretto/region.h"
 #include "ipx/real.h"
 #include "sock/lsock_impl.h"
 #include "stack/stack.h"
@@ -177,9 +182,30 @@ static uint8_t ls_proto(const struct lsock *s)
 	return s->type == SOCK_STREAM ? REGION_PROTO_TCP : REGION_PROTO_UDP;
 }
 
+/*
+ * A child after fork() shares the counters region with its parent (it is
+ * mapped shared) but owns copies of the sockets: when it closes them (redis
+ * and nginx children close the inherited listeners) it must not withdraw
+ * the parent's ports, nor publish ports of its own, which no NIC serves.
+ */
+static atomic_bool ls_forked;
+static pthread_once_t ls_fork_once = PTHREAD_ONCE_INIT;
+
+static void ls_atfork_child(void)
+{
+	atomic_store(&ls_forked, true);
+}
+
+static void ls_fork_init(void)
+{
+	(void)pthread_atfork(NULL, NULL, ls_atfork_child);
+}
+
 void ls_port_publish(struct lsock *s, uint16_t port, uint8_t state)
 {
 	if (port == 0 || (s->port_pub == port && s->port_state == state))
+		return;
+	if (atomic_load(&ls_forked))
 		return;
 	if (s->port_pub != 0 && s->port_pub != port)
 		ls_port_withdraw(s);
@@ -194,9 +220,79 @@ void ls_port_withdraw(struct lsock *s)
 {
 	if (s->port_pub == 0)
 		return;
-	stack_port_del(ls_proto(s), s->port_pub);
+	if (!atomic_load(&ls_forked))
+		stack_port_del(ls_proto(s), s->port_pub);
 	s->port_pub = 0;
 	s->port_state = 0;
+}
+
+/*
+ * The region's connection table (region.h).  The free list is private to
+ * the process that runs the stack and, like the table, changes only under
+ * the stack lock; a slot never used yet is taken from conn_hwm.
+ */
+static uint16_t ls_conn_next[REGION_MAX_CONNS];	/* 1 + next free slot, 0: end */
+static uint16_t ls_conn_free;			/* 1 + first free slot, 0: none */
+
+/*
+ * Only the process whose stack serves the NIC lists connections: a forked
+ * child that never started the stack (ls_forked) must leave the parent's
+ * entries alone, but a child that did start it (daemon()) owns the table.
+ */
+static struct libretto_region *ls_conn_region(void)
+{
+	struct libretto_region *r = stack_region();
+
+	if (r == NULL)
+		return NULL;
+	if (atomic_load(&ls_forked) &&
+	    __atomic_load_n(&r->owner_pid, __ATOMIC_RELAXED) != (uint32_t)getpid())
+		return NULL;
+	return r;
+}
+
+void ls_conn_publish(struct lsock *s)
+{
+	struct libretto_region *r;
+	struct region_conn *c;
+	unsigned i;
+
+	if (s->conn_slot != 0 || s->type != SOCK_STREAM || (r = ls_conn_region()) == NULL)
+		return;
+	if (ls_conn_free != 0) {
+		i = ls_conn_free - 1u;
+		ls_conn_free = ls_conn_next[i];
+	} else if (r->conn_hwm < REGION_MAX_CONNS) {
+		i = r->conn_hwm;
+		__atomic_store_n(&r->conn_hwm, i + 1, __ATOMIC_RELEASE);
+	} else {
+		__atomic_store_n(&r->conn_overflow, r->conn_overflow + 1, __ATOMIC_RELAXED);
+		return;
+	}
+	c = &r->conns[i];
+	__atomic_store_n(&c->local_ip, s->local.sin_addr.s_addr, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->remote_ip, s->remote.sin_addr.s_addr, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->local_port, ntohs(s->local.sin_port), __ATOMIC_RELAXED);
+	__atomic_store_n(&c->remote_port, ntohs(s->remote.sin_port), __ATOMIC_RELAXED);
+	/* Release: a valid entry is complete even if we die right after. */
+	__atomic_store_n(&c->valid, REGION_CONN_VALID, __ATOMIC_RELEASE);
+	s->conn_slot = (uint16_t)(i + 1);
+}
+
+void ls_conn_withdraw(struct lsock *s)
+{
+	struct libretto_region *r;
+	unsigned i;
+
+	if (s->conn_slot == 0)
+		return;
+	i = s->conn_slot - 1u;
+	s->conn_slot = 0;
+	if ((r = ls_conn_region()) == NULL || i >= REGION_MAX_CONNS)
+		return;
+	__atomic_store_n(&r->conns[i].valid, 0, __ATOMIC_RELEASE);
+	ls_conn_next[i] = ls_conn_free;
+	ls_conn_free = (uint16_t)(i + 1);
 }
 
 /* Receive queue. */
@@ -239,6 +335,7 @@ int lsock_create_domain(int kfd, int domain, int type, struct lsock **out)
 		return -EAFNOSUPPORT;
 	if (type != SOCK_STREAM && type != SOCK_DGRAM)
 		return -EPROTONOSUPPORT;
+	(void)pthread_once(&ls_fork_once, ls_fork_init);
 	struct lsock *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return -ENOMEM;
@@ -292,11 +389,31 @@ void ls_detach_ref(struct lsock *s)
 	}
 }
 
+/*
+ * Descriptions that have descriptors, so that process exit can close them
+ * as the kernel closes a dying process's sockets.  Under the stack lock; a
+ * description is on it from its first descriptor until its last one goes,
+ * and the descriptors' holder keeps its memory alive meanwhile.
+ */
+static LIST_HEAD(, lsock) ls_open_list = LIST_HEAD_INITIALIZER(ls_open_list);
+
 void lsock_fd_get(struct lsock *s)
 {
 	stack_lock();
 	s->fd_refs++;
+	if (!s->on_open_list && !s->closed) {
+		LIST_INSERT_HEAD(&ls_open_list, s, open_link);
+		s->on_open_list = true;
+	}
 	stack_unlock();
+}
+
+static void ls_open_unlink(struct lsock *s)
+{
+	if (s->on_open_list) {
+		LIST_REMOVE(s, open_link);
+		s->on_open_list = false;
+	}
 }
 
 void lsock_fd_put(struct lsock *s)
@@ -309,6 +426,7 @@ void lsock_fd_put(struct lsock *s)
 		return;
 	}
 	s->closed = true;
+	ls_open_unlink(s);
 	if (s->type == SOCK_STREAM)
 		ls_tcp_close(s);	/* may unlock and relock to linger */
 	else
@@ -320,6 +438,66 @@ void lsock_fd_put(struct lsock *s)
 	ls_notify(s);
 	stack_unlock();
 	lsock_drop(s);
+}
+
+/* How long exit waits for data and FINs it queued to be acknowledged. */
+#define LS_EXIT_FLUSH_MS 200
+
+/* True while lwIP still has data or a FIN of ours not acknowledged. */
+static bool ls_tcp_unacked_locked(void)
+{
+	for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
+		if (pcb->unsent || pcb->unacked)
+			return true;
+	return false;
+}
+
+/*
+ * Process exit: the kernel closes a dying process's sockets, so its peers
+ * get a FIN (or a RST when unread data was pending) at once.  Our stack
+ * dies with the process, so close every libOS socket now, then run the stack
+ * briefly (bounded) so that queued data and FINs get acknowledged.  Not in
+ * a forked child: its sockets are copies of the parent's, whose peers must
+ * not hear about the child's exit.  A linger time does not delay exit.
+ * Signals are deferred while a thread holds the stack lock, so a handler
+ * calling exit() never finds the lock held by its own thread.
+ */
+__attribute__((destructor)) static void ls_exit_close(void)
+{
+	struct lsock *s;
+	bool pending;
+
+	if (!stack_active() || atomic_load(&ls_forked))
+		return;
+	stack_lock();
+	while ((s = LIST_FIRST(&ls_open_list)) != NULL) {
+		ls_open_unlink(s);
+		if (s->closed)
+			continue;
+		s->closed = true;
+		if (s->linger_on && s->linger_sec > 0)
+			s->linger_on = false;
+		if (s->type == SOCK_STREAM)
+			ls_tcp_close(s);
+		else
+			ls_udp_close(s);
+		ls_rxq_flush(s);
+		ls_port_withdraw(s);
+		s->klisten = false;
+		s->kudp = false;
+		ls_notify(s);
+	}
+	pending = ls_tcp_unacked_locked();
+	stack_unlock();
+	for (int64_t end = ls_now_ms() + LS_EXIT_FLUSH_MS; pending && ls_now_ms() < end;) {
+		if (stack_poll(64) == 0) {
+			struct timespec ts = { 0, 200000 };
+			nanosleep(&ts, NULL);
+		}
+		stack_lock();
+		pending = ls_tcp_unacked_locked();
+		stack_unlock();
+	}
 }
 
 int lsock_kfd(const struct lsock *s)
@@ -423,26 +601,6 @@ void ls_wait_watch(struct lsock *s, struct ls_wait *wt)
 	wt->watching = true;
 }
 
-/*
- * Would the kernel restart a socket call interrupted now?  We cannot tell
- * which handler ran, so we restart only when every installed handler has
- * SA_RESTART (then the one that ran had it too).  Only on the EINTR path.
- */
-static bool ls_restartable(void)
-{
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) != 0)
-			continue;
-		if (!(sa.sa_flags & SA_SIGINFO) &&
-		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
-			continue;
-		if (!(sa.sa_flags & SA_RESTART))
-			return false;
-	}
-	return true;
-}
-
 /* Sleep until notified, kfd shows kev, the deadline (-1: none) passes
  * (-EAGAIN) or a signal handler ran (-EINTR). */
 int ls_wait_sleep(struct lsock *s, struct ls_wait *wt, int64_t deadline_ms, uint32_t kev)
@@ -463,9 +621,9 @@ int ls_wait_sleep(struct lsock *s, struct ls_wait *wt, int64_t deadline_ms, uint
 	int r = lsock_waiter_sleep(wt->w, &pfd, pfd.events && s->kfd >= 0 ? 1 : 0, timeout, NULL);
 	if (r == -ETIMEDOUT)
 		return -EAGAIN;
-	/* Linux restarts socket calls after a SA_RESTART handler unless the
+	/* Linux restarts socket calls after SA_RESTART handlers unless the
 	 * socket has a timeout: the caller then just checks again. */
-	if (r == -EINTR && deadline_ms < 0 && ls_restartable())
+	if (r == -EINTR && deadline_ms < 0 && lsock_waiter_restartable(wt->w))
 		return 0;
 	return r;
 }

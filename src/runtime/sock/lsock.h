@@ -30,9 +30,9 @@
  * errno.  Blocking calls block only when the socket is blocking (see
  * lsock_set_nonblock) and the flags lack MSG_DONTWAIT; they honour
  * SO_RCVTIMEO/SO_SNDTIMEO (-EAGAIN on expiry, as Linux) and return -EINTR
- * when a signal handler ran while they waited (after a handler with
- * SA_RESTART and no timeout set they go on waiting, as Linux restarts them:
- * when every installed handler has SA_RESTART).  All functions are
+ * when a signal handler ran while they waited (after handlers that all had
+ * SA_RESTART, and no timeout set, they go on waiting, as Linux restarts
+ * them; see lsock_waiter_restartable).  All functions are
  * thread-safe: they take the stack lock internally and never hold it while
  * sleeping.  Nothing here raises SIGPIPE: lsock_send* returns -EPIPE and the
  * interposition layer raises SIGPIPE unless MSG_NOSIGNAL.
@@ -150,5 +150,32 @@ void lsock_waiter_arm(struct lsock_waiter *w);
 struct pollfd;
 int lsock_waiter_sleep(struct lsock_waiter *w, struct pollfd *extra, int nextra,
 		       int timeout_ms, const sigset_t *mask);
+
+/*
+ * Signals (addition).  lsock_waiter_arm() also takes a snapshot of this
+ * thread's signal-handler counters (below); lsock_waiter_sleep() returns
+ * -EINTR when an application handler ran on this thread since then, during
+ * the spin as well as in ppoll.  After such an -EINTR,
+ * lsock_waiter_restartable() tells whether every handler that ran had
+ * SA_RESTART: a socket call (read, recv, write, send and their variants,
+ * accept, connect) then restarts unless the socket has SO_RCVTIMEO or
+ * SO_SNDTIMEO set; waits (poll, select, epoll) never restart (signal(7)).
+ */
+bool lsock_waiter_restartable(const struct lsock_waiter *w);
+
+/*
+ * The per-thread handler counters, kept by ipx/ipx_signal.c (the trampoline
+ * that runs the application's handlers).  lsock_sig_since() says what ran
+ * on this thread since lsock_sig_snap(): 0 nothing, LSOCK_SIG_RESTART only
+ * handlers with SA_RESTART, LSOCK_SIG_INTR at least one without.
+ * Async-signal-safe, lock-free.
+ */
+struct lsock_sigsnap {
+	unsigned long run, norestart;
+};
+#define LSOCK_SIG_RESTART 1
+#define LSOCK_SIG_INTR 2
+void lsock_sig_snap(struct lsock_sigsnap *s);
+int lsock_sig_since(const struct lsock_sigsnap *s);
 
 #endif

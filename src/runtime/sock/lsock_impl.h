@@ -91,6 +91,9 @@ struct lsock {
 	/* Ports published with stack_port_add. */
 	uint16_t port_pub;
 	uint8_t port_state;
+	/* TCP: 1 + the slot listing this connection in the region's table
+	 * (ls_conn_publish), 0 if not listed. */
+	uint16_t conn_slot;
 
 	/* Options. */
 	bool opt_reuseaddr, opt_reuseport, opt_keepalive, opt_nodelay, opt_broadcast;
@@ -101,6 +104,11 @@ struct lsock {
 	int keepidle, keepintvl, keepcnt;	/* seconds, seconds, count */
 
 	LIST_HEAD(, lsock_watch) watches;
+
+	/* On the list of descriptions with descriptors (lsock.c), which
+	 * process exit closes; under the stack lock. */
+	LIST_ENTRY(lsock) open_link;
+	bool on_open_list;
 };
 
 /*
@@ -132,6 +140,10 @@ void ls_rxq_push(struct lsock *s, struct ls_buf *b);
 void ls_rxq_flush(struct lsock *s);
 void ls_port_publish(struct lsock *s, uint16_t port, uint8_t state);
 void ls_port_withdraw(struct lsock *s);
+/* List / unlist a TCP connection (s->local, s->remote) in the region so that
+ * librettod can reset its peer if the process dies; idempotent. */
+void ls_conn_publish(struct lsock *s);
+void ls_conn_withdraw(struct lsock *s);
 void ls_ipaddr(ip_addr_t *a, uint32_t be_addr);
 void ls_sockaddr(struct sockaddr_in *sin, const ip_addr_t *a, uint16_t port);
 /* ls_parse_addr: LS_ADDR_V4 (out filled; IPv4 or IPv4-mapped or ::), or

@@ -52,6 +52,7 @@ static struct tcp_pcb *ls_tcp_detach(struct lsock *s)
 
 	if (pcb == NULL)
 		return NULL;
+	ls_conn_withdraw(s);
 	tcp_arg(pcb, NULL);
 	if (pcb->state == LISTEN) {
 		tcp_accept(pcb, NULL);
@@ -186,6 +187,7 @@ static err_t ls_tcp_connected_cb(void *arg, struct tcp_pcb *pcb, err_t err)
 	s->state = LS_CONNECTED;
 	s->was_connected = true;
 	ls_tcp_cache_addrs(s, pcb);
+	ls_conn_publish(s);
 	ls_notify(s);
 	return ERR_OK;
 }
@@ -199,6 +201,7 @@ static void ls_tcp_err_cb(void *arg, err_t err)
 	if (s == NULL)
 		return;
 	s->pcb.tcp = NULL;
+	ls_conn_withdraw(s);
 	if (s->state == LS_SYN_SENT)
 		e = err == ERR_RST ? ECONNREFUSED : err == ERR_ABRT ? ETIMEDOUT : -ls_err(err);
 	else if (err == ERR_RST)
@@ -250,6 +253,7 @@ static err_t ls_tcp_accept_cb(void *arg, struct tcp_pcb *newpcb, err_t err)
 	ls_tcp_attach(ns, newpcb);
 	ls_tcp_apply_opts(ns);
 	ls_tcp_cache_addrs(ns, newpcb);
+	ls_conn_publish(ns);
 	/* The queue owns the creation hold until accept() hands it out. */
 	ns->accept_next = NULL;
 	if (ls->acceptq_tail)

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +15,12 @@
 #include "ipx/real.h"
 #include "sock/lsock.h"
 #include "stack/stack.h"
+
+/* The signal counters live in the interposition layer (ipx_signal.c); weak
+ * so the socket layer also links without it (unit tests), where the
+ * waiter falls back to looking at the installed handlers. */
+#pragma weak lsock_sig_snap
+#pragma weak lsock_sig_since
 
 /* How long a sleeper first spins running the stack, and how often it polls
  * the NIC meanwhile.  Tens of microseconds: a cross-CPU wake-up costs ~25. */
@@ -28,6 +35,10 @@ struct lsock_waiter {
 	 * sleep() reads it first.  seq_cst: wake's exchange pairs with arm's
 	 * store and sleep's load so a wake after arm is never missed. */
 	atomic_bool woken;
+	/* This thread's handler counters at arm(); whether the handlers
+	 * behind the last -EINTR all had SA_RESTART. */
+	struct lsock_sigsnap sigs;
+	bool restartable;
 };
 
 static pthread_key_t waiter_key;
@@ -91,6 +102,8 @@ void lsock_waiter_arm(struct lsock_waiter *w)
 {
 	uint64_t v;
 
+	if (lsock_sig_snap)
+		lsock_sig_snap(&w->sigs);
 	atomic_store(&w->woken, false);
 	/* Drain after clearing: a wake racing with us either sees false and
 	 * writes again (after our read) or its write was drained with its flag
@@ -107,6 +120,44 @@ static int64_t waiter_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+bool lsock_waiter_restartable(const struct lsock_waiter *w)
+{
+	return w->restartable;
+}
+
+/*
+ * ppoll said EINTR but no handler went through our trampoline (one was
+ * installed behind sigaction's back, e.g. by a raw system call): the kernel
+ * would restart if the handler that ran had SA_RESTART, which we cannot
+ * tell, so restart only when every installed handler has it.
+ */
+static bool waiter_all_restart(void)
+{
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) != 0)
+			continue;
+		if (!(sa.sa_flags & SA_SIGINFO) &&
+		    (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
+			continue;
+		if (!(sa.sa_flags & SA_RESTART))
+			return false;
+	}
+	return true;
+}
+
+/* Did an application handler run on this thread since arm()?  Then the
+ * wait is over, as the kernel would end it: -EINTR, restartable or not. */
+static int waiter_signalled(struct lsock_waiter *w, const struct lsock_sigsnap *sigs)
+{
+	int k = lsock_sig_since ? lsock_sig_since(sigs) : 0;
+
+	if (k == 0)
+		return 0;
+	w->restartable = k == LSOCK_SIG_RESTART;
+	return -EINTR;
+}
+
 int lsock_waiter_sleep(struct lsock_waiter *w, struct pollfd *extra, int nextra,
 		       int timeout_ms, const sigset_t *mask)
 {
@@ -114,14 +165,22 @@ int lsock_waiter_sleep(struct lsock_waiter *w, struct pollfd *extra, int nextra,
 	struct pollfd *pfd = local;
 	int64_t start = waiter_now_ns();
 	int64_t deadline = timeout_ms >= 0 ? start + (int64_t)timeout_ms * 1000000 : -1;
+	/* A handler that itself blocks in a socket call re-arms this
+	 * thread's waiter: compare with our own copy of arm's snapshot. */
+	struct lsock_sigsnap sigs = w->sigs;
 	int r;
 
+	w->restartable = false;
 	if (nextra < 0)
 		nextra = 0;
 	/* Spin first: the wake-up usually comes from a frame that is about
-	 * to arrive, and this thread may as well run the stack for it. */
+	 * to arrive, and this thread may as well run the stack for it.  A
+	 * handler that runs meanwhile (stack_poll() releases postponed ones)
+	 * interrupts the wait as it would interrupt ppoll. */
 	while (!atomic_load(&w->woken)) {
 		int64_t now = waiter_now_ns();
+		if ((r = waiter_signalled(w, &sigs)) < 0)
+			return r;
 		if (now - start >= WAITER_SPIN_NS || (deadline >= 0 && now >= deadline))
 			break;
 		if (stack_active())
@@ -129,6 +188,8 @@ int lsock_waiter_sleep(struct lsock_waiter *w, struct pollfd *extra, int nextra,
 	}
 	if (atomic_load(&w->woken) && nextra == 0)
 		return 0;
+	if ((r = waiter_signalled(w, &sigs)) < 0)
+		return r;
 
 	if (nextra > WAITER_STACK_FDS) {
 		pfd = calloc((size_t)nextra + 1, sizeof(*pfd));
@@ -158,7 +219,9 @@ int lsock_waiter_sleep(struct lsock_waiter *w, struct pollfd *extra, int nextra,
 	}
 	r = real.ppoll(pfd, (nfds_t)nextra + 1, tsp, mask);
 	if (r < 0) {
-		r = errno == EINTR ? -EINTR : -errno;
+		r = -errno;
+		if (r == -EINTR && waiter_signalled(w, &sigs) == 0)
+			w->restartable = waiter_all_restart();
 	} else {
 		for (int i = 0; i < nextra; i++)
 			extra[i].revents = pfd[i + 1].revents;

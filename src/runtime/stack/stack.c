@@ -39,8 +39,23 @@
 #define STACK_L2_MAX 18
 #define STACK_ETH_HLEN 14
 
+/* Where the lazy start stands (stack.start_state). */
+enum stack_start_state {
+	STACK_NOT_STARTED = 0,   /* lease held, nothing started yet */
+	STACK_RUNNING,           /* stack_start() succeeded */
+	STACK_FAILED,            /* stack_start() failed: sockets get ENETDOWN */
+};
+
 struct stack {
-	bool active;             /* stack_init() succeeded */
+	/* stack_start() succeeded (release store once everything is up, so a
+	 * thread that sees it also sees the netif and the NIC). */
+	atomic_bool active;
+	bool leased;             /* stack_init() took a lease */
+	atomic_int start_state;  /* enum stack_start_state */
+	/* Serializes stack_start(); also taken around fork() so a child never
+	 * copies a half-started stack. */
+	pthread_mutex_t start_lock;
+	bool fork_locked;        /* the fork handlers took the stack's locks */
 	/* False in a child after fork(): the rings are MADV_DONTFORK, so the
 	 * child must not touch the NIC; its lwIP copy sends nothing. */
 	atomic_bool nic_ok;
@@ -60,11 +75,23 @@ struct stack {
 
 static struct stack stack = {
 	.rx_lock = PTHREAD_MUTEX_INITIALIZER,
+	.start_lock = PTHREAD_MUTEX_INITIALIZER,
 };
+
+static inline bool stack_is_active(void)
+{
+	return atomic_load_explicit(&stack.active, memory_order_acquire);
+}
 
 bool stack_active(void)
 {
-	return stack.active;
+	return stack_is_active();
+}
+
+bool stack_lease_pending(void)
+{
+	return stack.leased &&
+	       atomic_load_explicit(&stack.start_state, memory_order_acquire) == STACK_NOT_STARTED;
 }
 
 /*
@@ -78,6 +105,7 @@ bool stack_active(void)
  */
 static inline void stack_lock_batch(void)
 {
+	ipx_sig_lock_depth++;	/* signals: handlers wait for the unlock */
 	LOCK_TCPIP_CORE();
 	stack.nic.defer_kick = true;
 }
@@ -88,17 +116,19 @@ static inline void stack_unlock_batch(void)
 	if (atomic_load_explicit(&stack.nic_ok, memory_order_relaxed))
 		nic_kick(&stack.nic);
 	UNLOCK_TCPIP_CORE();
+	if (ipx_sig_lock_depth > 0 && --ipx_sig_lock_depth == 0 && ipx_sig_deferred)
+		ipx_sig_release();
 }
 
 void stack_lock(void)
 {
-	if (stack.active)
+	if (stack_is_active())
 		stack_lock_batch();
 }
 
 void stack_unlock(void)
 {
-	if (stack.active)
+	if (stack_is_active())
 		stack_unlock_batch();
 }
 
@@ -109,7 +139,7 @@ struct libretto_region *stack_region(void)
 
 int stack_ctl_fd(void)
 {
-	return stack.active ? stack.lease.ctl_fd : -1;
+	return stack.leased ? stack.lease.ctl_fd : -1;
 }
 
 struct in_addr stack_ip(void)
@@ -126,7 +156,7 @@ bool stack_routes(struct in_addr dst)
 {
 	uint32_t a = ntohl(dst.s_addr);
 
-	if (!stack.active)
+	if (!stack_is_active())
 		return false;
 	/* "This network", loopback, multicast and limited broadcast never go
 	 * out of the NIC as unicast traffic of ours. */
@@ -337,7 +367,7 @@ static int stack_poll_rx(int budget, bool wait)
 {
 	int done = 0;
 
-	if (!stack.active || !atomic_load_explicit(&stack.nic_ok, memory_order_relaxed))
+	if (!stack_is_active() || !atomic_load_explicit(&stack.nic_ok, memory_order_relaxed))
 		return 0;
 	if (wait)
 		pthread_mutex_lock(&stack.rx_lock);
@@ -430,27 +460,40 @@ static void stack_tcpip_ready(void *arg)
 
 /*
  * fork(): the child gets one thread and copies of every lock.  Taking the
- * receive and core locks around fork() makes them free (and lwIP's state
- * consistent) in the child; the child then stops using the NIC, whose rings
- * are not mapped there.
+ * start lock (no half-started stack is copied), then, if the stack runs,
+ * the receive and core locks around fork() makes them free (and lwIP's
+ * state consistent) in the child; the child then stops using the NIC, whose
+ * rings are not mapped there.  The handlers are registered by stack_init(),
+ * before the interposition layer registers its own, so its lock is taken
+ * first (prepare handlers run in reverse order of registration).
  */
 static void stack_atfork_prepare(void)
 {
-	pthread_mutex_lock(&stack.rx_lock);
-	LOCK_TCPIP_CORE();
+	pthread_mutex_lock(&stack.start_lock);
+	stack.fork_locked = stack_is_active();
+	if (stack.fork_locked) {
+		pthread_mutex_lock(&stack.rx_lock);
+		LOCK_TCPIP_CORE();
+	}
 }
 
 static void stack_atfork_parent(void)
 {
-	UNLOCK_TCPIP_CORE();
-	pthread_mutex_unlock(&stack.rx_lock);
+	if (stack.fork_locked) {
+		UNLOCK_TCPIP_CORE();
+		pthread_mutex_unlock(&stack.rx_lock);
+	}
+	pthread_mutex_unlock(&stack.start_lock);
 }
 
 static void stack_atfork_child(void)
 {
-	atomic_store(&stack.nic_ok, false);
-	UNLOCK_TCPIP_CORE();
-	pthread_mutex_unlock(&stack.rx_lock);
+	if (stack.fork_locked) {
+		atomic_store(&stack.nic_ok, false);
+		UNLOCK_TCPIP_CORE();
+		pthread_mutex_unlock(&stack.rx_lock);
+	}
+	pthread_mutex_unlock(&stack.start_lock);
 }
 
 /* At exit, the progress thread stops at its next turn; nobody waits for it
@@ -580,6 +623,12 @@ static int stack_add_netif(void)
 	return 0;
 }
 
+/*
+ * The constructor's part: everything that can be checked without starting
+ * anything.  A bad lease ends the process (runtime.c), so a program started
+ * with a lease never silently runs on the kernel stack; the NIC and lwIP
+ * wait for stack_start().
+ */
 int stack_init(void)
 {
 	int err;
@@ -597,7 +646,47 @@ int stack_init(void)
 	err = stack_map_region(stack.lease.region_fd);
 	if (err < 0)
 		goto fail;
+	err = pthread_atfork(stack_atfork_prepare, stack_atfork_parent, stack_atfork_child);
+	if (err) {
+		fprintf(stderr, "libretto: cannot register the fork handlers: %s\n", strerror(err));
+		err = -err;
+		goto fail;
+	}
+	stack.leased = true;
+	return 0;
 
+fail:
+	stack_lease_free(&stack.lease);
+	return err;
+}
+
+/*
+ * A forked child and its parent hold the same lease; the NIC's rings can
+ * serve one process only.  The first process to start the stack claims it
+ * in the shared region.  Returns 0 or -ENETDOWN with the reason printed.
+ */
+static int stack_claim_nic(void)
+{
+	uint32_t owner = 0, me = (uint32_t)getpid();
+
+	if (__atomic_compare_exchange_n(&stack.region->owner_pid, &owner, me, false,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) || owner == me)
+		return 0;
+	fprintf(stderr, "libretto: pid %u cannot start the TCP/IP stack: the NIC of this "
+		"lease is owned by pid %u (the first process of the lease to use it); "
+		"this process's TCP/IP sockets fail with ENETDOWN\n", me, owner);
+	return -ENETDOWN;
+}
+
+/* Under start_lock: open the NIC, start lwIP, the netif and the progress
+ * thread.  Returns 0 or -errno with a message printed. */
+static int stack_start_locked(void)
+{
+	int err;
+
+	err = stack_claim_nic();
+	if (err < 0)
+		return err;
 	stack.nic.ops = stack.lease.ops;
 	memcpy(stack.nic.mac, stack.lease.mac, 6);
 	stack.nic.mtu = 1500;
@@ -605,26 +694,23 @@ int stack_init(void)
 	if (err < 0) {
 		fprintf(stderr, "libretto: cannot open the %s NIC from the lease: %s\n",
 			stack.nic.ops->name, strerror(-err));
-		goto fail;
+		return err;
 	}
 	atomic_store(&stack.nic_ok, true);
 
-	/* From here on lwIP runs; a failure leaves it running idle, and the
-	 * caller ends the process anyway. */
+	/* From here on lwIP runs; a failure leaves it running idle (it has no
+	 * interface, or one whose NIC is closed). */
 	err = stack_start_lwip();
 	if (err < 0)
 		goto fail_nic;
 	err = stack_add_netif();
 	if (err < 0)
 		goto fail_nic;
-	stack.active = true;
-	err = pthread_atfork(stack_atfork_prepare, stack_atfork_parent, stack_atfork_child);
-	if (err == 0)
-		err = stack_start_progress();
-	else
-		err = -err;
+	/* The progress thread checks stack.active before it receives. */
+	atomic_store_explicit(&stack.active, true, memory_order_release);
+	err = stack_start_progress();
 	if (err < 0) {
-		stack.active = false;
+		atomic_store(&stack.active, false);
 		atomic_store(&stack.nic_ok, false);
 		return err;
 	}
@@ -633,7 +719,30 @@ int stack_init(void)
 fail_nic:
 	atomic_store(&stack.nic_ok, false);
 	stack.nic.ops->close(&stack.nic);
-fail:
-	stack_lease_free(&stack.lease);
 	return err;
+}
+
+int stack_start(void)
+{
+	int state = atomic_load_explicit(&stack.start_state, memory_order_acquire);
+	int err;
+
+	if (state == STACK_RUNNING)
+		return 0;
+	if (state == STACK_FAILED)
+		return -ENETDOWN;
+	if (!stack.leased)
+		return -ENOENT;
+	pthread_mutex_lock(&stack.start_lock);
+	state = atomic_load_explicit(&stack.start_state, memory_order_acquire);
+	if (state == STACK_NOT_STARTED) {
+		err = stack_start_locked();
+		if (err < 0 && err != -ENETDOWN)
+			fprintf(stderr, "libretto: the library OS could not start in pid %d; "
+				"its TCP/IP sockets fail with ENETDOWN\n", (int)getpid());
+		state = err < 0 ? STACK_FAILED : STACK_RUNNING;
+		atomic_store_explicit(&stack.start_state, state, memory_order_release);
+	}
+	pthread_mutex_unlock(&stack.start_lock);
+	return state == STACK_RUNNING ? 0 : -ENETDOWN;
 }

@@ -20,14 +20,50 @@
  */
 
 /*
- * Start lwIP, the netif and the progress thread from the lease in the
- * environment (LIBRETTO_LEASE).  Called once from the runtime constructor.
+ * Take the lease from the environment (LIBRETTO_LEASE): parse and validate
+ * it, run the symbol check, move its descriptors to private numbers and map
+ * the counters region.  Called once from the runtime constructor.  It does
+ * NOT start lwIP, the NIC or the progress thread: stack_start() does, at the
+ * first use (so a wrapper that only execs the real program, e.g. a shell
+ * script, hands the lease on instead of consuming it).
  * Returns 0, or -errno with a message already printed to stderr.
  * Returns -ENOENT when there is no lease (not started by `libretto run`):
  * then the runtime stays out of the way and every socket is a kernel socket.
  */
 int stack_init(void);
+
+/*
+ * Start the library OS (NIC, lwIP, netif, progress thread) if this process
+ * holds a lease and has not started it yet.  Thread-safe and idempotent:
+ * the first caller starts it, concurrent callers wait, later calls return
+ * the first result at once.  Returns 0 (running), -ENOENT (no lease: the
+ * caller uses the kernel), or -ENETDOWN when the stack cannot run in this
+ * process (start failed, or another process of the same lease owns the
+ * NIC); one line on stderr says why, the first time.  Never exits.
+ */
+int stack_start(void);
+
+/* True once stack_start() succeeded in this process (or in the parent this
+ * process was forked from). */
 bool stack_active(void);
+
+/*
+ * True while this process holds a lease it has not started (nor failed to
+ * start): an exec now must hand the lease on to the new image.
+ */
+bool stack_lease_pending(void);
+
+/*
+ * For exec while the lease is pending: the environment entries that give
+ * the new image the lease ("LIBRETTO_LEASE=..." with the current descriptor
+ * numbers) and the runtime's path for LD_PRELOAD, and the lease's
+ * descriptors (whose close-on-exec flag the caller clears just before the
+ * real exec).  Strings are static; the call allocates nothing (safe in a
+ * vfork child).  Returns the number of descriptors stored (at most max).
+ */
+const char *stack_lease_env(void);
+const char *stack_runtime_path(void);
+int stack_private_fds(int *fds, int max);
 
 void stack_lock(void);
 void stack_unlock(void);
@@ -76,8 +112,8 @@ void stack_port_del(uint8_t proto, uint16_t port);
  *    thread is receiving, returns 0 at once) and handed to lwIP under the
  *    stack lock, one hold per batch of up to 64.
  *  - fork(): stack_init() registers pthread_atfork handlers that take the
- *    receive lock and the stack lock around fork(), so the child's copies
- *    are free; never call fork() with the stack lock held.  In the child the
+ *    start lock and, once the stack runs, the receive lock and the stack
+ *    lock around fork(), so the child's copies are free; never call fork() with the stack lock held.  In the child the
  *    NIC is not used (its rings are MADV_DONTFORK): lwIP's copy there sends
  *    and receives nothing, and no progress or timer thread runs.
  *  - Exit: the progress and lwIP threads never keep the process alive; a
@@ -85,5 +121,17 @@ void stack_port_del(uint8_t proto, uint16_t port);
  */
 bool stack_fd_is_private(int fd);
 int stack_ctl_fd(void);
+
+/*
+ * Addition (signals, implemented in ipx/ipx_signal.c): stack_lock() counts
+ * this thread's holds in ipx_sig_lock_depth; while it is non-zero the signal
+ * trampoline postpones the application's handlers (they may call socket
+ * functions, and the lock is not recursive) and records them in
+ * ipx_sig_deferred; when the last hold is released stack_unlock() calls
+ * ipx_sig_release(), which lets the kernel deliver them again.
+ */
+extern __thread volatile unsigned ipx_sig_lock_depth;
+extern __thread volatile uint64_t ipx_sig_deferred;
+void ipx_sig_release(void);
 
 #endif

@@ -26,6 +26,30 @@ static int stack_private_min = INT_MAX;
  * small numbers programs (and shells) expect to be free. */
 #define STACK_FD_BASE 900
 
+/* What an exec hands on while the lease is pending (stack_lease_env,
+ * stack_runtime_path): built at start-up, read-only afterwards. */
+static char *stack_exec_env;
+static char stack_self_path[PATH_MAX];
+
+int stack_private_fds(int *fds, int max)
+{
+	int n = stack_nprivate < max ? stack_nprivate : max;
+
+	for (int i = 0; i < n; i++)
+		fds[i] = stack_private[i];
+	return n;
+}
+
+const char *stack_lease_env(void)
+{
+	return stack_exec_env;
+}
+
+const char *stack_runtime_path(void)
+{
+	return stack_self_path[0] ? stack_self_path : NULL;
+}
+
 bool stack_fd_is_private(int fd)
 {
 	if (fd < stack_private_min)
@@ -77,7 +101,13 @@ static void preload_remove_self(void)
 	Dl_info di;
 	size_t len;
 
-	if (!old || !dladdr((void *)preload_remove_self, &di) || !di.dli_fname)
+	if (!dladdr((void *)preload_remove_self, &di) || !di.dli_fname)
+		return;
+	/* An exec that hands the lease on puts this path back: absolute, so a
+	 * program that changed directory still finds it. */
+	if (!realpath(di.dli_fname, stack_self_path))
+		snprintf(stack_self_path, sizeof(stack_self_path), "%s", di.dli_fname);
+	if (!old)
 		return;
 	len = strlen(old);
 	copy = strdup(old);
@@ -289,6 +319,16 @@ int stack_lease_move_fds(struct stack_lease *l)
 		fprintf(stderr, "libretto: bad lease: longer than %zu bytes\n", sizeof(text));
 		return -EINVAL;
 	}
+	/* The lease as an exec hands it on: same record, the new numbers. */
+	free(stack_exec_env);
+	stack_exec_env = malloc(sizeof(LIBRETTO_LEASE_ENV "=") + b.len);
+	if (!stack_exec_env) {
+		fprintf(stderr, "libretto: out of memory rewriting the lease\n");
+		return -ENOMEM;
+	}
+	memcpy(stack_exec_env, LIBRETTO_LEASE_ENV "=", sizeof(LIBRETTO_LEASE_ENV "=") - 1);
+	memcpy(stack_exec_env + sizeof(LIBRETTO_LEASE_ENV "=") - 1, b.p, b.len);
+	stack_exec_env[sizeof(LIBRETTO_LEASE_ENV "=") - 1 + b.len] = '\0';
 	kv_free(kv);
 	err = kv_parse(kv, b.p, b.len);
 	if (err < 0) {

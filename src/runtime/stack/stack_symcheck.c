@@ -145,6 +145,34 @@ static bool addr_read_only(const struct link_map *lm, const void *addr)
 	return false;
 }
 
+/*
+ * Two definitions of one name are harmless when they are the same constant:
+ * an object of the same size and bytes, read-only in liblwip.  The other
+ * copy must be read-only too, unless it is a copy relocation of a C
+ * library constant: a program that uses glibc's in6addr_any (lighttpd does)
+ * carries a writable copy of it in its own .bss, with the bytes the C
+ * library gave it, and every reference, lwIP's included, binds to that copy.
+ */
+static bool same_constant(const struct link_map *lm, const ElfW(Sym) *s, const void *theirs,
+			  const struct link_map *lwip, const ElfW(Sym) *hit, const void *ours,
+			  const char *name)
+{
+	void *libc;
+	bool libc_defines = false;
+
+	if (ELF64_ST_TYPE(s->st_info) != STT_OBJECT || s->st_size != hit->st_size ||
+	    !addr_read_only(lwip, ours) || memcmp(theirs, ours, s->st_size) != 0)
+		return false;
+	if (addr_read_only(lm, theirs))
+		return true;
+	libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+	if (libc) {
+		libc_defines = dlsym(libc, name) != NULL;
+		dlclose(libc);
+	}
+	return libc_defines;
+}
+
 static const char *object_name(const struct link_map *lm)
 {
 	if (lm->l_name && lm->l_name[0])
@@ -204,9 +232,7 @@ int stack_symcheck(void)
 				continue;
 			theirs = (const void *)(lm->l_addr + s->st_value);
 			ours = (const void *)(lwip->l_addr + hit->sym->st_value);
-			if (ELF64_ST_TYPE(s->st_info) == STT_OBJECT && s->st_size == hit->sym->st_size &&
-			    addr_read_only(lwip, ours) && addr_read_only(lm, theirs) &&
-			    memcmp(theirs, ours, s->st_size) == 0)
+			if (same_constant(lm, s, theirs, lwip, hit->sym, ours, key.name))
 				continue;
 			if (conflicts++ == 0) {
 				void *bound = dlsym(RTLD_DEFAULT, key.name);
