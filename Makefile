@@ -25,7 +25,7 @@ demo: deps build
 
 bench: build
 	@scripts/deps.sh bench
-	@echo "bench: not yet implemented (see the benchmark issue)"; exit 1
+	$(BUILD)/src/cli/libretto bench $(BENCH_ARGS)
 
 # Longer fuzzing runs than make check's: FUZZ_SECONDS per harness.
 FUZZ_SECONDS ?= 300

@@ -67,6 +67,10 @@ extern const char cmd_run_usage[];
 int cmd_ps(int argc, char **argv);
 extern const char cmd_ps_usage[];
 
+/* bench.c */
+int cmd_bench(int argc, char **argv);
+extern const char cmd_bench_usage[];
+
 /* util.c: diagnostics.  Both print "libretto: " + message + newline on stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A command-line error for subcommand cmd: message, hint, returns CLI_EXIT_USAGE. */
