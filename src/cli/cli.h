@@ -80,6 +80,12 @@ int cli_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(p
  * optstring starting "+:") and return CLI_EXIT_USAGE.
  */
 int cli_bad_option(const char *cmd, int c, char **argv);
+/*
+ * The options of a command that takes only --json and --help and no
+ * arguments (ps, status, testbed status).  Sets *json; returns -1 to go on,
+ * or the exit status to return (help printed, or a usage error).
+ */
+int cli_json_opts(const char *cmd, const char *usage, int argc, char **argv, bool *json);
 
 /* util.c: privilege.  Returns true if root; otherwise prints why `what` needs it. */
 bool cli_need_root(const char *what);

@@ -422,12 +422,6 @@ int cmd_down(int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
-static const struct option status_opts[] = {
-	{ "json", no_argument, NULL, 'j' },
-	{ "help", no_argument, NULL, 'h' },
-	{ 0 },
-};
-
 const char cmd_status_usage[] =
 	"usage: libretto status [--json]\n"
 	"\n"
@@ -632,21 +626,9 @@ int cmd_status(int argc, char **argv)
 	bool json = false;
 	int c, err;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+:jh", status_opts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			fputs(cmd_status_usage, stdout);
-			return CLI_EXIT_OK;
-		default:
-			return cli_bad_option("status", c, argv);
-		}
-	}
-	if (optind < argc)
-		return cli_usage_err("status", "unexpected argument '%s'", argv[optind]);
+	c = cli_json_opts("status", cmd_status_usage, argc, argv, &json);
+	if (c >= 0)
+		return c;
 	err = daemon_status_reply(reply, sizeof(reply), false);
 	if (err < 0)
 		return CLI_EXIT_FAIL;

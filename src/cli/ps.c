@@ -35,12 +35,6 @@ static const struct ps_col {
 };
 #define PS_NCOLS (sizeof(ps_cols) / sizeof(ps_cols[0]))
 
-static const struct option ps_opts[] = {
-	{ "json", no_argument, NULL, 'j' },
-	{ "help", no_argument, NULL, 'h' },
-	{ 0 },
-};
-
 const char cmd_ps_usage[] =
 	"usage: libretto ps [--json]\n"
 	"\n"
@@ -152,21 +146,9 @@ int cmd_ps(int argc, char **argv)
 	bool json = false;
 	int c, fd, n, e, napps = 0;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+:jh", ps_opts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			fputs(cmd_ps_usage, stdout);
-			return CLI_EXIT_OK;
-		default:
-			return cli_bad_option("ps", c, argv);
-		}
-	}
-	if (optind < argc)
-		return cli_usage_err("ps", "unexpected argument '%s'", argv[optind]);
+	c = cli_json_opts("ps", cmd_ps_usage, argc, argv, &json);
+	if (c >= 0)
+		return c;
 
 	fd = cli_ctl_open(false);
 	if (fd < 0)

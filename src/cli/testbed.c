@@ -654,12 +654,6 @@ static int tb_down(int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
-static const struct option tb_status_opts[] = {
-	{ "json", no_argument, NULL, 'j' },
-	{ "help", no_argument, NULL, 'h' },
-	{ 0 },
-};
-
 static const char tb_status_usage[] =
 	"usage: libretto testbed status [--json]\n"
 	"\n"
@@ -703,21 +697,9 @@ static int tb_status(int argc, char **argv)
 	const char *state;
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+:jh", tb_status_opts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			fputs(tb_status_usage, stdout);
-			return CLI_EXIT_OK;
-		default:
-			return cli_bad_option("testbed status", c, argv);
-		}
-	}
-	if (optind < argc)
-		return cli_usage_err("testbed status", "unexpected argument '%s'", argv[optind]);
+	c = cli_json_opts("testbed status", tb_status_usage, argc, argv, &json);
+	if (c >= 0)
+		return c;
 	if (!cli_need_root("libretto testbed status"))
 		return CLI_EXIT_FAIL;
 	if (tb_init(&tb) < 0 || tb_probe(&tb) < 0)
