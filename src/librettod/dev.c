@@ -95,30 +95,30 @@ static void xdp_msg_line(const char *src, char *line)
 	ld_log("%s: %s", src, line);
 }
 
-static int dev_libxdp_print(enum libxdp_print_level level, const char *fmt, va_list ap)
+/* One warning line from libxdp or libbpf: both prefix their own name; we
+ * put it back uniformly. */
+static void dev_lib_print(const char *lib, const char *fmt, va_list ap)
 {
 	char line[400];
+	size_t n = strlen(lib);
 
-	if (level != LIBXDP_WARN)
-		return 0;
 	vsnprintf(line, sizeof(line), fmt, ap);
-	/* Both libraries prefix their own name; we put it back uniformly. */
-	if (!strncmp(line, "libxdp: ", 8))
-		memmove(line, line + 8, strlen(line + 8) + 1);
-	xdp_msg_line("libxdp", line);
+	if (!strncmp(line, lib, n) && !strncmp(line + n, ": ", 2))
+		memmove(line, line + n + 2, strlen(line + n + 2) + 1);
+	xdp_msg_line(lib, line);
+}
+
+static int dev_libxdp_print(enum libxdp_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBXDP_WARN)
+		dev_lib_print("libxdp", fmt, ap);
 	return 0;
 }
 
 static int dev_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	char line[400];
-
-	if (level != LIBBPF_WARN)
-		return 0;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	if (!strncmp(line, "libbpf: ", 8))
-		memmove(line, line + 8, strlen(line + 8) + 1);
-	xdp_msg_line("libbpf", line);
+	if (level == LIBBPF_WARN)
+		dev_lib_print("libbpf", fmt, ap);
 	return 0;
 }
 
