@@ -900,7 +900,7 @@ int lsock_setsockopt(struct lsock *s, int level, int name, const void *val, sock
 {
 	int v = 0, r = 0;
 	int64_t t;
-	bool known = true;
+	bool known = true, was_corked = false;
 
 	if (val == NULL && len > 0)
 		return -EFAULT;
@@ -973,6 +973,11 @@ int lsock_setsockopt(struct lsock *s, int level, int name, const void *val, sock
 			if ((r = ls_opt_int(val, len, &v)) == 0)
 				s->opt_nodelay = v != 0;
 			break;
+		case TCP_CORK:
+			was_corked = s->opt_cork;
+			if ((r = ls_opt_int(val, len, &v)) == 0)
+				s->opt_cork = v != 0;
+			break;
 		case TCP_KEEPIDLE:
 		case TCP_KEEPINTVL:
 			if ((r = ls_opt_int(val, len, &v)) == 0 && (v < 1 || v > 32767))
@@ -999,8 +1004,11 @@ int lsock_setsockopt(struct lsock *s, int level, int name, const void *val, sock
 	} else {
 		known = false;
 	}
-	if (known && r == 0 && s->type == SOCK_STREAM)
+	if (known && r == 0 && s->type == SOCK_STREAM) {
 		ls_tcp_apply_opts(s);
+		if (level == IPPROTO_TCP && (name == TCP_CORK || (name == TCP_NODELAY && v != 0)))
+			ls_tcp_push_opt(s, name, was_corked);
+	}
 	stack_unlock();
 	if (known)
 		return r;
@@ -1087,6 +1095,7 @@ int lsock_getsockopt(struct lsock *s, int level, int name, void *val, socklen_t 
 	} else if (level == IPPROTO_TCP && s->type == SOCK_STREAM) {
 		switch (name) {
 		case TCP_NODELAY: r = ls_put_int(val, len, s->opt_nodelay); break;
+		case TCP_CORK: r = ls_put_int(val, len, s->opt_cork); break;
 		case TCP_KEEPIDLE: r = ls_put_int(val, len, s->keepidle); break;
 		case TCP_KEEPINTVL: r = ls_put_int(val, len, s->keepintvl); break;
 		case TCP_KEEPCNT: r = ls_put_int(val, len, s->keepcnt); break;

@@ -97,6 +97,8 @@ struct lsock {
 
 	/* Options. */
 	bool opt_reuseaddr, opt_reuseport, opt_keepalive, opt_nodelay, opt_broadcast;
+	bool opt_cork;		/* TCP_CORK: hold partial segments */
+	bool cork_timer;	/* the 200 ms cork ceiling is armed (holds a ref) */
 	bool linger_on;
 	int linger_sec;
 	int rcvbuf, sndbuf;	/* as getsockopt reports them; 0: default */
@@ -174,6 +176,10 @@ ssize_t ls_tcp_sendmsg(struct lsock *s, const struct msghdr *msg, int flags);
 ssize_t ls_tcp_recvmsg(struct lsock *s, struct msghdr *msg, int flags);
 void ls_tcp_close(struct lsock *s);
 void ls_tcp_apply_opts(struct lsock *s);
+/* TCP_CORK / TCP_NODELAY were set (under the lock, after ls_tcp_apply_opts):
+ * push queued data as Linux does when a socket is uncorked or given
+ * TCP_NODELAY 1. */
+void ls_tcp_push_opt(struct lsock *s, int name, bool was_corked);
 uint32_t ls_tcp_events(struct lsock *s);
 int ls_tcp_outq(struct lsock *s);
 void ls_tcp_fill_info(struct lsock *s, void *info, socklen_t *len);

@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 
 #include <lwip/tcp.h>
+#include <lwip/timeouts.h>
 #include <lwip/priv/tcp_priv.h>
 
 #include "ipx/real.h"
@@ -18,6 +19,9 @@
 
 /* Largest tcp_write() (its length is 16 bits). */
 #define LS_TCP_CHUNK 0xffffu
+
+/* Linux's ceiling on how long TCP_CORK (or MSG_MORE) holds a partial segment. */
+#define LS_CORK_MS 200
 
 static err_t ls_tcp_recv_cb(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err);
 static err_t ls_tcp_sent_cb(void *arg, struct tcp_pcb *pcb, u16_t len);
@@ -108,13 +112,88 @@ void ls_tcp_apply_opts(struct lsock *s)
 	/* A listen pcb is a smaller struct: only so_options exists there. */
 	if (s->state == LS_LISTEN)
 		return;
-	if (s->opt_nodelay)
+	/* While corked, lwIP's own tcp_output calls (after an ACK) must not
+	 * send the partial tail either: Nagle on, cork wins over TCP_NODELAY. */
+	if (s->opt_nodelay && !s->opt_cork)
 		tcp_nagle_disable(pcb);
 	else
 		tcp_nagle_enable(pcb);
 	pcb->keep_idle = (u32_t)s->keepidle * 1000;
 	pcb->keep_intvl = (u32_t)s->keepintvl * 1000;
 	pcb->keep_cnt = (u32_t)s->keepcnt;
+}
+
+/* Send everything queued now, a partial last segment included (Nagle off
+ * for this one call). */
+static void ls_tcp_push(struct tcp_pcb *pcb)
+{
+	bool nodelay = tcp_nagle_disabled(pcb) != 0;
+
+	tcp_nagle_disable(pcb);
+	tcp_output(pcb);
+	if (!nodelay)
+		tcp_nagle_enable(pcb);
+}
+
+/* The cork ceiling expired: send the held tail (under the core lock, in
+ * lwIP's tcpip thread). */
+static void ls_tcp_cork_expired(void *arg)
+{
+	struct lsock *s = arg;
+
+	s->cork_timer = false;
+	if (s->pcb.tcp && s->state == LS_CONNECTED && s->pcb.tcp->unsent)
+		ls_tcp_push(s->pcb.tcp);
+	lsock_drop(s);
+}
+
+static void ls_tcp_cork_cancel(struct lsock *s)
+{
+	if (s->cork_timer) {
+		sys_untimeout(ls_tcp_cork_expired, s);
+		s->cork_timer = false;
+		lsock_drop(s);
+	}
+}
+
+/*
+ * Output while corked (TCP_CORK or MSG_MORE): only full segments leave; a
+ * partial tail waits for more data, the uncork, or LS_CORK_MS.  lwIP's Nagle
+ * already holds a partial segment behind unacknowledged data, so with Nagle
+ * on for the call the only case to avoid is a lone partial segment with
+ * nothing in flight: then tcp_output is not called at all.
+ */
+static void ls_tcp_output_held(struct lsock *s, struct tcp_pcb *pcb)
+{
+	struct tcp_seg *u = pcb->unsent;
+	bool nodelay = tcp_nagle_disabled(pcb) != 0;
+
+	if (u && (u->next || u->len >= pcb->mss)) {
+		tcp_nagle_enable(pcb);
+		tcp_output(pcb);
+		if (nodelay)
+			tcp_nagle_disable(pcb);
+	}
+	if (pcb->unsent && !s->cork_timer) {
+		lsock_hold(s);
+		s->cork_timer = true;
+		sys_timeout(LS_CORK_MS, ls_tcp_cork_expired, s);
+	}
+}
+
+void ls_tcp_push_opt(struct lsock *s, int name, bool was_corked)
+{
+	struct tcp_pcb *pcb = s->pcb.tcp;
+
+	if (name == TCP_CORK && (s->opt_cork || !was_corked))
+		return;
+	/* TCP_CORK 0, or TCP_NODELAY 1: Linux pushes the pending frames
+	 * past Nagle (its Minshall variant would hold nothing behind the full
+	 * segments corking leaves in flight). */
+	if (name == TCP_CORK)
+		ls_tcp_cork_cancel(s);
+	if (pcb && s->state == LS_CONNECTED && pcb->unsent)
+		ls_tcp_push(pcb);
 }
 
 static int ls_tcp_pcb(struct lsock *s)
@@ -241,6 +320,7 @@ static err_t ls_tcp_accept_cb(void *arg, struct tcp_pcb *newpcb, err_t err)
 	ns->opt_reuseport = ls->opt_reuseport;
 	ns->opt_keepalive = ls->opt_keepalive;
 	ns->opt_nodelay = ls->opt_nodelay;
+	ns->opt_cork = ls->opt_cork;
 	ns->linger_on = ls->linger_on;
 	ns->linger_sec = ls->linger_sec;
 	ns->rcvbuf = ls->rcvbuf;
@@ -611,6 +691,9 @@ ssize_t ls_tcp_sendmsg(struct lsock *s, const struct msghdr *msg, int flags)
 	bool nb = lsock_nonblock(s) || (flags & MSG_DONTWAIT);
 	int64_t deadline = ls_deadline(s->sndtimeo_ms);
 	ssize_t r = 0;
+	/* MSG_MORE is TCP_CORK for this call: Linux sends the tail with the
+	 * next send without it. */
+	bool hold = (flags & MSG_MORE) != 0;
 
 	for (int i = 0;; i++) {
 		stack_lock();
@@ -650,8 +733,8 @@ ssize_t ls_tcp_sendmsg(struct lsock *s, const struct msghdr *msg, int flags)
 				if (n > LS_TCP_CHUNK)
 					n = LS_TCP_CHUNK;
 				u8_t wf = TCP_WRITE_FLAG_COPY;
-				if (done + n < total)
-					wf |= TCP_WRITE_FLAG_MORE;
+				if (done + n < total || hold || s->opt_cork)
+					wf |= TCP_WRITE_FLAG_MORE;	/* no PSH yet */
 				err_t err = tcp_write(pcb, (const char *)msg->msg_iov[vi].iov_base + voff,
 						      (u16_t)n, wf);
 				if (err == ERR_MEM)
@@ -664,7 +747,9 @@ ssize_t ls_tcp_sendmsg(struct lsock *s, const struct msghdr *msg, int flags)
 				done += n;
 				voff += n;
 			}
-			if (wrote)
+			if (wrote && (hold || s->opt_cork))
+				ls_tcp_output_held(s, pcb);
+			else if (wrote)
 				tcp_output(pcb);
 			if (r == 0 && done < total)
 				r = -EAGAIN;
