@@ -618,6 +618,7 @@ static ssize_t ipx_sendfile(int out, int in, off_t *off, size_t n, bool is64)
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	char *buf;
 	off_t pos;
+	int more;
 
 	if (f == NULL) {
 		if (is64 && real.sendfile64 != NULL)
@@ -641,8 +642,13 @@ static ssize_t ipx_sendfile(int out, int in, off_t *off, size_t n, bool is64)
 			break;
 		iov.iov_base = buf;
 		iov.iov_len = (size_t)got;
-		/* Blocks like write() when the socket is blocking. */
-		sent = ipx_sigpipe(lsock_sendmsg(f->sock, &msg, 0), 0);
+		/*
+		 * Blocks like write() when the socket is blocking.  Every chunk
+		 * but the last goes with MSG_MORE, as Linux's sendfile marks its
+		 * pieces, so no short segment is pushed at a chunk boundary.
+		 */
+		more = total + (size_t)got < n && (size_t)got == want ? MSG_MORE : 0;
+		sent = ipx_sigpipe(lsock_sendmsg(f->sock, &msg, more), more);
 		if (sent < 0) {
 			if (!off)
 				lseek(in, -got, SEEK_CUR);
