@@ -5,7 +5,7 @@ set -eu
 
 build="meson ninja-build pkg-config gcc clang llvm liblwip-dev libxdp-dev libbpf-dev libelf-dev zlib1g-dev libcmocka-dev libcap-dev libseccomp-dev"
 runtime="iproute2 ethtool xdp-tools"
-check="curl iperf3 python3 tcpdump procps psmisc netcat-openbsd iputils-ping redis-server redis-tools memcached libmemcached-tools lighttpd wrk"
+check="curl iperf3 python3 tcpdump procps psmisc netcat-openbsd iputils-ping redis-server redis-tools memcached libmemcached-tools lighttpd wrk nginx-light"
 bench="wrk redis-server redis-tools memcached libmemcached-tools nginx-light gnuplot-nox iperf3 sockperf"
 
 case "${1:-all}" in

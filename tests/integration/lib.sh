@@ -209,3 +209,58 @@ lt_stop_pid() {
 	fi
 	return 0
 }
+
+# lt_www_make DIR: the static files the web-server scenarios serve, from 0
+# bytes to 10 MiB (random content, so a misplaced byte changes the sum).
+lt_www_make() {
+	local www=$1
+	mkdir -p "$www"
+	: >"$www/empty.bin"
+	printf 'hello\n' >"$www/small.txt"
+	head -c 1000 /dev/urandom >"$www/k1.bin"
+	head -c 65537 /dev/urandom >"$www/k64.bin"
+	head -c $((1024 * 1024 + 13)) /dev/urandom >"$www/m1.bin"
+	head -c $((10 * 1024 * 1024)) /dev/urandom >"$www/m10.bin"
+}
+
+# lt_http_check BASE WWW: from the peer, every file of lt_www_make fetched
+# intact (status 200, sha256), three over one keep-alive connection, a 404,
+# and, when wrk is installed, a short load with no socket error and no
+# non-2xx answer.  Fails the test on the first difference.
+lt_http_check() {
+	local base=$1 www=$2 f code
+	for f in empty.bin small.txt k1.bin k64.bin m1.bin m10.bin; do
+		code=$(timeout 40 ip netns exec "$LT_NS_PEER" curl -sS --max-time 30 -o "$LT_TMP/got.$f" \
+			-w '%{http_code}' "$base/$f" 2>"$LT_TMP/curl.err") ||
+			lt_fail "curl $f: $(cat "$LT_TMP/curl.err")"
+		[ "$code" = 200 ] || lt_fail "curl $f: status $code"
+		[ "$(sha256sum <"$LT_TMP/got.$f")" = "$(sha256sum <"$www/$f")" ] ||
+			lt_fail "$f arrived different ($(stat -c %s "$LT_TMP/got.$f") of $(stat -c %s "$www/$f") bytes)"
+	done
+	lt_log "6 files from 0 bytes to 10 MiB fetched intact"
+
+	timeout 40 ip netns exec "$LT_NS_PEER" curl -sS -v --max-time 30 -o "$LT_TMP/ka1" -o "$LT_TMP/ka2" \
+		-o "$LT_TMP/ka3" "$base/k1.bin" "$base/m1.bin" "$base/small.txt" 2>"$LT_TMP/ka.err" ||
+		lt_fail "keep-alive fetch failed: $(tail -n 5 "$LT_TMP/ka.err")"
+	cmp -s "$LT_TMP/ka1" "$www/k1.bin" && cmp -s "$LT_TMP/ka2" "$www/m1.bin" &&
+		cmp -s "$LT_TMP/ka3" "$www/small.txt" || lt_fail "a file fetched over keep-alive differs"
+	[ "$(grep -c 'Re-using existing connection' "$LT_TMP/ka.err")" -ge 2 ] ||
+		lt_fail "curl did not reuse the connection: $(grep -iE 'connect|closing' "$LT_TMP/ka.err")"
+	lt_log "keep-alive: 3 files over one connection"
+
+	code=$(timeout 20 ip netns exec "$LT_NS_PEER" curl -sS --max-time 10 -o /dev/null -w '%{http_code}' \
+		"$base/missing") || lt_fail "curl of a missing file failed"
+	[ "$code" = 404 ] || lt_fail "a missing file gave status $code, not 404"
+
+	if command -v wrk >/dev/null 2>&1; then
+		timeout 30 ip netns exec "$LT_NS_PEER" wrk -t 2 -c 16 -d 3s "$base/k1.bin" >"$LT_TMP/wrk.out" 2>&1 ||
+			lt_fail "wrk failed: $(cat "$LT_TMP/wrk.out")"
+		if grep -qE 'Socket errors|Non-2xx' "$LT_TMP/wrk.out"; then
+			cat "$LT_TMP/wrk.out" >&2
+			lt_fail "wrk saw errors"
+		fi
+		lt_log "wrk: $(grep -E 'requests in|Requests/sec' "$LT_TMP/wrk.out" | tr -s ' ' | tr '\n' ' ')"
+	else
+		lt_log "wrk is not installed: load step skipped"
+	fi
+}
