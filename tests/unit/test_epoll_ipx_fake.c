@@ -123,6 +123,15 @@ void lsock_fd_put(struct lsock *s)
 	stack_unlock();
 }
 
+/* No forked children in these tests: nothing holds remote references. */
+int lsock_remote_refs(struct lsock *s) { (void)s; return 0; }
+bool lsock_fd_put_kfd(struct lsock *s, int kfd)
+{
+	(void)kfd;
+	lsock_fd_put(s);
+	return false;
+}
+
 int lsock_kfd(const struct lsock *s) { return s->kfd; }
 void lsock_set_kfd(struct lsock *s, int kfd) { s->kfd = kfd; }
 bool lsock_is_stream(const struct lsock *s) { return s->type == SOCK_STREAM; }

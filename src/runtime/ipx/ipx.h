@@ -20,6 +20,7 @@ enum ipx_kind {
 	IPX_SOCK = 1,	/* a libOS socket (kernel socket behind it) */
 	IPX_EPOLL,	/* an emulated epoll instance (kernel epoll behind it) */
 	IPX_PRIV,	/* a runtime-private descriptor the app must not close */
+	IPX_RELAY,	/* forked child: a kernel socket the stack's owner serves (ipx_relay.h) */
 };
 
 struct ipx_member;
@@ -44,6 +45,10 @@ struct ipx_file {
 	 * lived on (see close()); closed with the last descriptor; or -1. */
 	int priv_kfd;
 	LIST_HEAD(, ipx_member) members;	/* epoll sets holding it */
+	struct ipx_relay_info *relay;	/* IPX_RELAY */
+	/* Forked child, IPX_SOCK: the owner has been told (attached or
+	 * released), or could not be (ipx_relay.c). */
+	bool relay_done;
 };
 
 /*
@@ -91,11 +96,41 @@ extern struct ipx_file ipx_private;
 void ipx_pin(void *obj);
 void ipx_put(struct ipx_file *f);
 
-/* The file at fd, pinned, or NULL.  Also makes sure real.* is loaded. */
+extern bool ipx_relay_child;
+struct ipx_file *ipx_relay_adopt(int fd, struct ipx_file *f) __attribute__((weak));
+
+/* The file at fd, pinned, or NULL.  Also makes sure real.* is loaded.  In
+ * a forked child, an inherited libOS socket is attached to the owner's
+ * relay first (ipx_relay.h): the result is then an IPX_RELAY file, or NULL
+ * when fd became a plain kernel descriptor. */
 static inline struct ipx_file *ipx_get(int fd)
+{
+	struct ipx_file *f;
+
+	real_init();
+	f = fdtab_get(fd, ipx_pin);
+	if (__builtin_expect(ipx_relay_child, 0) && f != NULL && f->kind == IPX_SOCK)
+		f = ipx_relay_adopt(fd, f);
+	return f;
+}
+
+/* ipx_get() without attaching (close, dup bookkeeping). */
+static inline struct ipx_file *ipx_get_raw(int fd)
 {
 	real_init();
 	return fdtab_get(fd, ipx_pin);
+}
+
+/* Forked child: attach an inherited socket before the kernel duplicates
+ * its descriptor (dup, dup2, F_DUPFD), so the copy names the relay. */
+static inline void ipx_relay_pre_dup(int fd)
+{
+	if (__builtin_expect(ipx_relay_child, 0)) {
+		struct ipx_file *f = ipx_get(fd);
+
+		if (f != NULL)
+			ipx_put(f);
+	}
 }
 
 /* The libOS socket at fd, pinned, or NULL (anything else is the kernel's). */

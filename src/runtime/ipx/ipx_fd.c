@@ -15,9 +15,12 @@
 #include "libretto/ctl.h"
 
 #include "ipx/ipx.h"
+#include "ipx/ipx_relay.h"
 #include "stack/stack.h"
 
 pthread_mutex_t ipx_lock = PTHREAD_MUTEX_INITIALIZER;
+/* A forked child of the stack's owner (ipx_relay.h). */
+bool ipx_relay_child;
 /* The slot value of runtime-private descriptors; never freed. */
 struct ipx_file ipx_private = { .kind = IPX_PRIV, .refs = 1 << 30, .priv_kfd = -1 };
 
@@ -48,6 +51,8 @@ void ipx_put(struct ipx_file *f)
 		lsock_drop(f->sock);
 	else if (f->kind == IPX_EPOLL)
 		ipx_epoll_free(f->ep);
+	else if (f->kind == IPX_RELAY)
+		ipx_relay_info_free(f);
 	free(f);
 }
 
@@ -173,8 +178,15 @@ void ipx_detach(struct ipx_file *f)
 		else if (f->kind == IPX_EPOLL)
 			ipx_epoll_destroy(f->ep);
 	}
-	if (f->kind == IPX_SOCK)
-		lsock_fd_put(f->sock);
+	if (f->kind == IPX_SOCK) {
+		if (last && ipx_relay_child)
+			ipx_relay_release(f);
+		/* Children still hold the socket: it keeps its kernel fd. */
+		if (last && priv >= 0 && !ipx_relay_child && lsock_fd_put_kfd(f->sock, priv))
+			priv = -1;
+		else
+			lsock_fd_put(f->sock);
+	}
 	if (priv >= 0) {
 		fdtab_swap(priv, NULL, &old);
 		real.close(priv);
@@ -226,12 +238,15 @@ static int ipx_close_fd(int fd)
 
 	if (fdtab_peek(fd) == NULL)
 		return real.close(fd);
-	f = ipx_get(fd);
+	f = ipx_get_raw(fd);
 	if (f == NULL)
 		return real.close(fd);
 	if (f->kind == IPX_SOCK && fd == lsock_kfd(f->sock)) {
+		/* Forked children holding the socket count as descriptors. */
+		bool shared = !ipx_relay_child && lsock_remote_refs(f->sock) > 0;
+
 		pthread_mutex_lock(&ipx_lock);
-		if (f->nfd > 1 && fdtab_peek(fd) == f && f->priv_kfd < 0) {
+		if ((f->nfd > 1 || shared) && fdtab_peek(fd) == f && f->priv_kfd < 0) {
 			nk = ipx_private_dup(fd);
 			if (nk < 0) {
 				f->priv_kfd = fd;
@@ -372,7 +387,7 @@ static int ipx_dup_finish(int fd, int newfd)
 	void *old;
 	int err;
 
-	f = ipx_get(fd);
+	f = ipx_get_raw(fd);
 	if (f == &ipx_private) {
 		ipx_put(f);
 		f = NULL;
@@ -399,6 +414,7 @@ IPX_EXPORT int dup(int fd)
 	int nfd;
 
 	real_init();
+	ipx_relay_pre_dup(fd);
 	nfd = real.dup(fd);
 	if (nfd < 0 || fdtab_peek(fd) == NULL)
 		return nfd;
@@ -414,6 +430,7 @@ static int ipx_dup3(int fd, int fd2, int flags, bool is_dup2)
 		errno = EBADF;
 		return -1;
 	}
+	ipx_relay_pre_dup(fd);
 	r = is_dup2 ? real.dup2(fd, fd2) : real.dup3(fd, fd2, flags);
 	if (r < 0 || fd == fd2)
 		return r;
@@ -457,6 +474,7 @@ static int ipx_fcntl(int fd, int cmd, long arg, bool is64)
 	switch (cmd) {
 	case F_DUPFD:
 	case F_DUPFD_CLOEXEC:
+		ipx_relay_pre_dup(fd);
 		r = rf(fd, cmd, arg);
 		if (r < 0)
 			return r;

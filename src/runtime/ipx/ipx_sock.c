@@ -8,6 +8,8 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -17,6 +19,7 @@
 #include <linux/sockios.h>
 
 #include "ipx/ipx.h"
+#include "ipx/ipx_relay.h"
 #include "stack/stack.h"
 
 /*
@@ -71,6 +74,16 @@ static int ipx_socket_ours(int domain, int type, int protocol)
 		ok = false;
 	if (!ok)
 		return 0;
+	if (ipx_relay_child) {
+		/* The stack is the parent's (ipx_relay.h): say so once. */
+		static atomic_bool said;
+
+		if (!atomic_exchange(&said, true))
+			fprintf(stderr, "libretto: pid %d is a forked child of the process that "
+				"runs the TCP/IP stack: its new sockets are kernel sockets "
+				"(loopback and the kernel's routes only)\n", (int)getpid());
+		return 0;
+	}
 	if (stack_start == NULL)
 		return stack_active();
 	err = stack_start();
@@ -164,10 +177,19 @@ IPX_EXPORT int listen(int fd, int backlog)
 
 static int ipx_accept(int fd, struct sockaddr *sa, socklen_t *len, int flags, bool is4)
 {
-	struct ipx_file *f = ipx_get_sock(fd), *nf;
+	struct ipx_file *f = ipx_get(fd), *nf;
 	struct lsock *ns = NULL;
 	int nkfd = -1, kfd, err, domain;
 
+	if (f != NULL && f->kind == IPX_RELAY) {
+		err = ipx_relay_accept(f, fd, sa, len, flags);
+		ipx_put(f);
+		return (int)ipx_ret(err);
+	}
+	if (f != NULL && f->kind != IPX_SOCK) {
+		ipx_put(f);
+		f = NULL;
+	}
 	if (f == NULL)
 		return is4 ? real.accept4(fd, sa, len, flags) : real.accept(fd, sa, len);
 	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
@@ -512,11 +534,32 @@ IPX_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 	return (int)i;
 }
 
+/* A forked child's relayed socket (ipx_relay.h), pinned, or NULL. */
+static struct ipx_file *ipx_get_relay(int fd)
+{
+	struct ipx_file *f;
+
+	if (!ipx_relay_child)
+		return NULL;
+	f = ipx_get(fd);
+	if (f != NULL && f->kind != IPX_RELAY) {
+		ipx_put(f);
+		f = NULL;
+	}
+	return f;
+}
+
 IPX_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_relay(fd);
 	int r;
 
+	if (f != NULL) {
+		r = ipx_relay_getsockopt(f, fd, level, name, val, len);
+		ipx_put(f);
+		return (int)ipx_ret(r);
+	}
+	f = ipx_get_sock(fd);
 	if (f == NULL)
 		return real.getsockopt(fd, level, name, val, len);
 	r = lsock_getsockopt(f->sock, level, name, val, len);
@@ -529,9 +572,15 @@ IPX_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len
 
 IPX_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_relay(fd);
 	int r;
 
+	if (f != NULL) {
+		r = ipx_relay_setsockopt(f, fd, level, name, val, len);
+		ipx_put(f);
+		return (int)ipx_ret(r);
+	}
+	f = ipx_get_sock(fd);
 	if (f == NULL)
 		return real.setsockopt(fd, level, name, val, len);
 	r = lsock_setsockopt(f->sock, level, name, val, len);
@@ -546,9 +595,15 @@ IPX_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_
 
 IPX_EXPORT int getsockname(int fd, __SOCKADDR_ARG addr, socklen_t *len)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_relay(fd);
 	int r;
 
+	if (f != NULL) {
+		r = ipx_relay_getname(f, false, SA(addr), len);
+		ipx_put(f);
+		return (int)ipx_ret(r);
+	}
+	f = ipx_get_sock(fd);
 	if (f == NULL)
 		return real.getsockname(fd, SA(addr), len);
 	r = lsock_getsockname(f->sock, SA(addr), len);
@@ -558,9 +613,15 @@ IPX_EXPORT int getsockname(int fd, __SOCKADDR_ARG addr, socklen_t *len)
 
 IPX_EXPORT int getpeername(int fd, __SOCKADDR_ARG addr, socklen_t *len)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_relay(fd);
 	int r;
 
+	if (f != NULL) {
+		r = ipx_relay_getname(f, true, SA(addr), len);
+		ipx_put(f);
+		return (int)ipx_ret(r);
+	}
+	f = ipx_get_sock(fd);
 	if (f == NULL)
 		return real.getpeername(fd, SA(addr), len);
 	r = lsock_getpeername(f->sock, SA(addr), len);

@@ -416,15 +416,9 @@ static void ls_open_unlink(struct lsock *s)
 	}
 }
 
-void lsock_fd_put(struct lsock *s)
+/* The close semantics of the last reference (under the lock). */
+static void ls_close_locked(struct lsock *s)
 {
-	lsock_hold(s);
-	stack_lock();
-	if (--s->fd_refs > 0 || s->closed) {
-		stack_unlock();
-		lsock_drop(s);
-		return;
-	}
 	s->closed = true;
 	ls_open_unlink(s);
 	if (s->type == SOCK_STREAM)
@@ -436,8 +430,88 @@ void lsock_fd_put(struct lsock *s)
 	s->klisten = false;
 	s->kudp = false;
 	ls_notify(s);
+}
+
+void lsock_fd_put(struct lsock *s)
+{
+	lsock_hold(s);
+	stack_lock();
+	if (--s->fd_refs > 0 || s->closed || s->remote_refs > 0) {
+		stack_unlock();
+		lsock_drop(s);
+		return;
+	}
+	ls_close_locked(s);
 	stack_unlock();
 	lsock_drop(s);
+}
+
+bool lsock_fd_put_kfd(struct lsock *s, int kfd)
+{
+	stack_lock();
+	if (s->fd_refs == 1 && s->remote_refs > 0 && !s->closed) {
+		s->fd_refs = 0;
+		s->kfd = kfd;
+		s->kfd_owned = true;
+		stack_unlock();
+		return true;
+	}
+	stack_unlock();
+	lsock_fd_put(s);
+	return false;
+}
+
+void lsock_remote_get(struct lsock *s)
+{
+	lsock_hold(s);
+	stack_lock();
+	s->remote_refs++;
+	if (!s->on_open_list && !s->closed) {
+		LIST_INSERT_HEAD(&ls_open_list, s, open_link);
+		s->on_open_list = true;
+	}
+	stack_unlock();
+}
+
+int lsock_remote_put(struct lsock *s)
+{
+	int kfd = -1;
+
+	stack_lock();
+	if (--s->remote_refs == 0 && s->fd_refs == 0 && !s->closed) {
+		ls_close_locked(s);
+		if (s->kfd_owned) {
+			kfd = s->kfd;
+			s->kfd_owned = false;
+		}
+	}
+	stack_unlock();
+	lsock_drop(s);
+	return kfd;
+}
+
+int lsock_remote_refs(struct lsock *s)
+{
+	stack_lock();
+	int n = s->remote_refs;
+	stack_unlock();
+	return n;
+}
+
+void lsock_own_kfd(struct lsock *s, int kfd)
+{
+	stack_lock();
+	s->kfd = kfd;
+	s->kfd_owned = true;
+	stack_unlock();
+}
+
+bool lsock_is_listener(struct lsock *s)
+{
+	stack_lock();
+	bool l = s->state == LS_LISTEN && !s->closed;
+	stack_unlock();
+	return l;
 }
 
 /* How long exit waits for data and FINs it queued to be acknowledged. */

@@ -78,6 +78,36 @@ void lsock_drop(struct lsock *s);
 void lsock_fd_get(struct lsock *s);
 void lsock_fd_put(struct lsock *s);
 
+/*
+ * Remote references (fork, ipx_relay.c): a forked child that inherited a
+ * description, or the relay serving one to a child, keeps it open in the
+ * process that runs the stack as an open descriptor would.  The description
+ * is closed (FIN/RST as by the last close) when its last descriptor AND its
+ * last remote reference are gone, as Linux closes a socket when the last
+ * process holding it closes it.  lsock_remote_get() also pins the memory
+ * (one hold, dropped by lsock_remote_put()).  While remote references
+ * exist the interposition layer may hand the socket a private kernel fd to
+ * keep (lsock_own_kfd: the socket's kfd from now on); lsock_remote_put()
+ * returns that fd (>= 0) when the description closed and the caller must
+ * close it, else -1.
+ */
+void lsock_remote_get(struct lsock *s);
+int lsock_remote_put(struct lsock *s);
+int lsock_remote_refs(struct lsock *s);
+/* lsock_fd_put() for the last descriptor of the process that runs the
+ * stack, with the private kernel fd that descriptor left: if remote
+ * references keep the description open, it takes kfd (as lsock_own_kfd)
+ * and returns true; otherwise it behaves as lsock_fd_put() and returns
+ * false (the caller closes kfd). */
+bool lsock_fd_put_kfd(struct lsock *s, int kfd);
+void lsock_own_kfd(struct lsock *s, int kfd);
+/* The socket is a listener (listen() succeeded and it was not closed). */
+bool lsock_is_listener(struct lsock *s);
+
+/* lsock_accept() flag for internal callers: never block, whatever the
+ * socket's O_NONBLOCK (the relay thread accepts for forked children). */
+#define LSOCK_ACCEPT_NOWAIT 0x40000000
+
 int lsock_kfd(const struct lsock *s);
 /* Give an accepted connection (made with kfd -1) its kernel socket; called
  * once, before the lsock is shared with other threads. */

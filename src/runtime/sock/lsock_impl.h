@@ -46,6 +46,8 @@ struct ls_buf {
 struct lsock {
 	atomic_int refs;	/* holds: memory; one per pcb attachment too */
 	int fd_refs;		/* descriptors naming this description */
+	int remote_refs;	/* forked children / relay holding it (lsock.h) */
+	bool kfd_owned;		/* kfd was handed over by lsock_own_kfd() */
 	int kfd;
 	int type;		/* SOCK_STREAM or SOCK_DGRAM */
 	int domain;		/* AF_INET, or AF_INET6 (IPv4 through mapped addresses) */

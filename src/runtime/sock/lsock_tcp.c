@@ -468,9 +468,10 @@ int ls_tcp_accept(struct lsock *s, struct lsock **new_s, int *new_kfd,
 {
 	struct ls_wait wt = { 0 };
 	int64_t deadline = ls_deadline(s->rcvtimeo_ms);
-	bool nb = lsock_nonblock(s);
+	bool nb = lsock_nonblock(s) || (flags & LSOCK_ACCEPT_NOWAIT);
 	int r;
 
+	flags &= ~LSOCK_ACCEPT_NOWAIT;
 	for (int i = 0;; i++) {
 		stack_lock();
 		if (i > 0 && (r = ls_wait_arm(&wt)) < 0) {

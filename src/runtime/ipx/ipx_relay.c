@@ -1,0 +1,1556 @@
+/* fork(): the owner's relay thread serves inherited sockets to forked children; the child's side of it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ipx/ipx.h"
+#include "ipx/ipx_relay.h"
+#include "stack/stack.h"
+
+/* Connections handed to one child's listener channel and not yet accepted. */
+#define RELAY_UNACKED 4
+/* Bytes buffered per direction per relayed connection. */
+#define RELAY_BUF (32 * 1024)
+/* How long a child waits for the owner's answer. */
+#define RELAY_TIMEOUT_S 5
+
+enum rl_type {
+	RL_HELLO = 1,	/* child -> owner: seq = the fork's sequence number */
+	RL_ATTACH,	/* child -> owner: id = the socket; reply RL_OK + fd or RL_ERR */
+	RL_RELEASE,	/* child -> owner: id = the socket, no reply */
+	RL_OK,
+	RL_ERR,		/* err = errno */
+	RL_CONN,	/* owner -> child on a listener channel: id, names, + fd */
+	RL_ACK,		/* child -> owner on a listener channel: id accepted */
+};
+
+enum rl_kind {
+	RL_KIND_LISTEN = 1,	/* the fd is a listener channel */
+	RL_KIND_CONN,		/* the fd is a relayed connection */
+	RL_KIND_KERNEL,		/* the fd is a kernel TCP socket (loopback client) */
+};
+
+struct rl_msg {
+	uint32_t type;
+	uint32_t kind;
+	uint64_t seq;
+	uint64_t id;
+	int32_t err;
+	uint32_t llen, plen;
+	struct sockaddr_storage local, peer;
+};
+
+/* What a child knows about a relayed descriptor (ipx_file.relay). */
+struct ipx_relay_info {
+	int kind;		/* RL_KIND_LISTEN or RL_KIND_CONN */
+	int domain;
+	struct sockaddr_storage local, peer;
+	socklen_t llen, plen;
+	/* Options set by the program that the relay does not act on (the
+	 * owner's connection has TCP_NODELAY and the relay coalesces):
+	 * remembered so getsockopt returns what was set. */
+	struct {
+		int level, name, value;
+	} opts[12];
+	int nopts;
+};
+
+
+/* ---------------------------------------------------------------- owner */
+
+enum rl_tag { RL_T_DOOR = 1, RL_T_LFD, RL_T_CTL, RL_T_PID, RL_T_PUMP, RL_T_SUB, RL_T_KLSN };
+
+struct rl_ev {
+	enum rl_tag tag;
+	void *obj;
+};
+
+struct rl_child {
+	LIST_ENTRY(rl_child) link;
+	uint64_t seq;
+	pid_t pid;
+	int pidfd;
+	struct rl_ev pid_ev;
+	struct lsock **socks;	/* remote refs held for it; NULL: handed on */
+	int nsocks;
+};
+
+struct rl_ctl {
+	LIST_ENTRY(rl_ctl) link;
+	int fd;
+	struct rl_ev ev;
+	struct rl_child *child;	/* after HELLO */
+};
+
+struct rl_pump;
+
+struct rl_listen {
+	LIST_ENTRY(rl_listen) link;
+	struct lsock *s;		/* pinned by the subscriptions' refs */
+	struct lsock_watch watch;
+	atomic_bool ready;
+	int kfd;			/* kernel side in the epoll set, or -1 */
+	struct rl_ev kev;
+	bool kev_on;
+	LIST_HEAD(, rl_sub) subs;
+	LIST_HEAD(, rl_pump) waiting;	/* accepted, no child could take it yet */
+	struct rl_sub *next;		/* round robin cursor */
+};
+
+struct rl_sub {
+	LIST_ENTRY(rl_sub) link;
+	struct rl_listen *l;
+	int ch;
+	struct rl_ev ev;
+	int unacked;
+	LIST_HEAD(, rl_pump) pending;	/* handed over, not acknowledged */
+};
+
+struct rl_pump {
+	LIST_ENTRY(rl_pump) link;	/* rl.pumps */
+	LIST_ENTRY(rl_pump) plink;	/* a sub's pending or a listener's waiting */
+	bool on_plist;
+	struct lsock *s;		/* one remote ref */
+	struct lsock_watch watch;
+	bool watching;
+	atomic_bool ready;
+	int sp;				/* our end */
+	int child_end;			/* not yet handed over: the child's end */
+	struct rl_ev ev;
+	uint32_t spev;
+	uint64_t id;
+	struct rl_listen *l;		/* accepted by the relay: its listener */
+	struct rl_sub *sub;
+	bool delivered, rx_eof, tx_eof, dead;
+	size_t roff, rlen, toff, tlen;
+	struct sockaddr_storage local, peer;
+	socklen_t llen, plen;
+	char rbuf[RELAY_BUF], tbuf[RELAY_BUF];
+};
+
+static struct {
+	pthread_mutex_t lock;
+	bool running;
+	int epfd, door, lfd;
+	struct rl_ev door_ev, lfd_ev;
+	struct sockaddr_un addr;
+	socklen_t alen;
+	uint64_t next_seq, next_id;
+	uint64_t pending_seq;	/* set around the wrapper's fork */
+	LIST_HEAD(, rl_child) children;
+	LIST_HEAD(, rl_ctl) ctls;
+	LIST_HEAD(, rl_listen) listens;
+	LIST_HEAD(, rl_pump) pumps;
+} rl = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.epfd = -1, .door = -1, .lfd = -1,
+};
+
+/* Child side. */
+static uint64_t rl_my_seq;
+static int rl_ctl_fd = -1;
+static pthread_mutex_t rl_child_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void rl_log(const char *fmt, const char *what, int err)
+{
+	fprintf(stderr, "libretto: pid %d: ", (int)getpid());
+	fprintf(stderr, fmt, what, strerror(err));
+	fputc('\n', stderr);
+}
+
+static int rl_send(int fd, const struct rl_msg *m, int pass_fd, int flags)
+{
+	struct iovec iov = { (void *)m, sizeof(*m) };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (pass_fd >= 0) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
+	ssize_t n = real.sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
+	if (n < 0)
+		return -errno;
+	return n == (ssize_t)sizeof(*m) ? 0 : -EPROTO;
+}
+
+/* One message and at most one descriptor (*fd, -1 if none).  Returns the
+ * message size, 0 at end of file, or -errno. */
+static ssize_t rl_recv(int fd, struct rl_msg *m, int *pfd, int flags)
+{
+	struct iovec iov = { m, sizeof(*m) };
+	union {
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = u.buf, .msg_controllen = sizeof(u.buf),
+	};
+	ssize_t n;
+
+	*pfd = -1;
+	n = real.recvmsg(fd, &mh, flags | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int nf = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < nf; i++) {
+			int x;
+
+			memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (*pfd < 0)
+				*pfd = x;
+			else
+				real.close(x);
+		}
+	}
+	if (n > 0 && (n != (ssize_t)sizeof(*m) || (mh.msg_flags & MSG_TRUNC))) {
+		if (*pfd >= 0)
+			real.close(*pfd);
+		*pfd = -1;
+		return -EPROTO;
+	}
+	return n;
+}
+
+static int rl_fcntl(int fd, int cmd, long arg)
+{
+	return real.fcntl(fd, cmd, arg);
+}
+
+static void rl_ep(int fd, struct rl_ev *ev, uint32_t events, int op)
+{
+	struct epoll_event e = { .events = events, .data.ptr = ev };
+
+	(void)real.epoll_ctl(rl.epfd, op, fd, op == EPOLL_CTL_DEL ? NULL : &e);
+}
+
+static void rl_ring(void)
+{
+	uint64_t one = 1;
+
+	if (real.write(rl.door, &one, sizeof(one)) < 0) {
+		/* The counter is saturated: the thread is awake anyway. */
+	}
+}
+
+static void rl_watch_notify(struct lsock_watch *w, uint32_t events)
+{
+	atomic_bool *ready = w->arg;
+
+	(void)events;
+	if (!atomic_exchange(ready, true))
+		rl_ring();
+}
+
+/* The socket's remote reference is gone; close its kernel fd if it was
+ * the last holder's (lsock_remote_put). */
+static void rl_put_sock(struct lsock *s)
+{
+	int kfd = lsock_remote_put(s);
+
+	if (kfd >= 0) {
+		ipx_private_del(kfd);
+		real.close(kfd);
+	}
+}
+
+static void rl_names(struct lsock *s, struct sockaddr_storage *l, socklen_t *ll,
+		     struct sockaddr_storage *p, socklen_t *pl)
+{
+	*ll = sizeof(*l);
+	*pl = sizeof(*p);
+	if (lsock_getsockname(s, (struct sockaddr *)l, ll) < 0)
+		*ll = 0;
+	if (lsock_getpeername(s, (struct sockaddr *)p, pl) < 0)
+		*pl = 0;
+}
+
+/* ---- pumps */
+
+static void rl_pump_free(struct rl_pump *p)
+{
+	if (p->watching)
+		lsock_watch_del(p->s, &p->watch);
+	if (p->on_plist)
+		LIST_REMOVE(p, plink);
+	if (p->sub != NULL && !p->delivered)
+		p->sub->unacked--;
+	LIST_REMOVE(p, link);
+	if (p->sp >= 0) {
+		rl_ep(p->sp, &p->ev, 0, EPOLL_CTL_DEL);
+		real.close(p->sp);
+	}
+	if (p->child_end >= 0)
+		real.close(p->child_end);
+	rl_put_sock(p->s);
+	free(p);
+}
+
+static struct rl_pump *rl_pump_new(struct lsock *s)
+{
+	struct rl_pump *p = calloc(1, sizeof(*p));
+	int sv[2];
+
+	if (p == NULL)
+		return NULL;
+	if (real.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		free(p);
+		return NULL;
+	}
+	(void)rl_fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	p->s = s;
+	p->sp = sv[0];
+	p->child_end = sv[1];
+	p->id = ++rl.next_id;
+	p->ev.tag = RL_T_PUMP;
+	p->ev.obj = p;
+	p->watch.notify = rl_watch_notify;
+	p->watch.arg = &p->ready;
+	rl_names(s, &p->local, &p->llen, &p->peer, &p->plen);
+	LIST_INSERT_HEAD(&rl.pumps, p, link);
+	return p;
+}
+
+/* Start moving bytes: the child has the connection. */
+static void rl_pump_start(struct rl_pump *p)
+{
+	int one = 1;
+
+	p->delivered = true;
+	/* The relay coalesces what the child writes; Nagle would only add
+	 * delay on top (MSG_MORE still holds partial segments). */
+	(void)lsock_setsockopt(p->s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	p->spev = EPOLLIN | EPOLLRDHUP;
+	rl_ep(p->sp, &p->ev, p->spev, EPOLL_CTL_ADD);
+	lsock_watch_add(p->s, &p->watch);
+	p->watching = true;
+	atomic_store(&p->ready, true);
+}
+
+static void rl_pump_service(struct rl_pump *p, uint32_t spevents)
+{
+	uint32_t want = EPOLLIN | EPOLLRDHUP;
+	bool child_gone = false;
+	ssize_t n;
+
+	if (!p->delivered || p->dead)
+		return;
+	atomic_store(&p->ready, false);
+	/* Peer -> child. */
+	for (;;) {
+		if (p->roff < p->rlen) {
+			n = real.send(p->sp, p->rbuf + p->roff, p->rlen - p->roff,
+				      MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK) {
+					want |= EPOLLOUT;
+				} else if (errno != EINTR) {
+					child_gone = true;
+				} else {
+					continue;
+				}
+				break;
+			}
+			p->roff += (size_t)n;
+			continue;
+		}
+		if (p->rx_eof)
+			break;
+		struct iovec iov = { p->rbuf, sizeof(p->rbuf) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		n = lsock_recvmsg(p->s, &mh, MSG_DONTWAIT);
+		if (n == -EAGAIN)
+			break;
+		if (n <= 0) {
+			/* FIN (0) or an error (reset): the child reads EOF. */
+			p->rx_eof = true;
+			(void)real.shutdown(p->sp, SHUT_WR);
+			break;
+		}
+		p->roff = 0;
+		p->rlen = (size_t)n;
+	}
+	/* Child -> peer. */
+	for (;;) {
+		if (p->toff < p->tlen) {
+			int more = 0;
+			int q = 0;
+
+			if (real.ioctl(p->sp, FIONREAD, &q) == 0 && q > 0)
+				more = MSG_MORE;
+			struct iovec iov = { p->tbuf + p->toff, p->tlen - p->toff };
+			struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+			n = lsock_sendmsg(p->s, &mh, MSG_DONTWAIT | MSG_NOSIGNAL | more);
+			if (n == -EAGAIN)
+				break;
+			if (n < 0) {
+				/* The connection is gone: what the child
+				 * writes is lost, as on a reset socket. */
+				p->toff = p->tlen = 0;
+				p->tx_eof = true;
+				(void)real.shutdown(p->sp, SHUT_RD);
+				break;
+			}
+			p->toff += (size_t)n;
+			continue;
+		}
+		if (p->tx_eof)
+			break;
+		n = real.read(p->sp, p->tbuf, sizeof(p->tbuf));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				child_gone = true;
+			break;
+		}
+		if (n == 0) {
+			p->tx_eof = true;
+			(void)lsock_shutdown(p->s, SHUT_WR);
+			break;
+		}
+		p->toff = 0;
+		p->tlen = (size_t)n;
+	}
+	/* The child closed its end for good (EPOLLHUP, EPIPE), or both sides
+	 * are done: the connection is the owner's to close now. */
+	if ((spevents & EPOLLHUP) && p->tx_eof)
+		child_gone = true;
+	if (child_gone || (p->rx_eof && p->tx_eof && p->roff >= p->rlen && p->toff >= p->tlen)) {
+		p->dead = true;
+		rl_pump_free(p);
+		return;
+	}
+	if (p->tx_eof)
+		want &= ~(uint32_t)(EPOLLIN | EPOLLRDHUP);
+	if (want != p->spev) {
+		p->spev = want;
+		rl_ep(p->sp, &p->ev, want, EPOLL_CTL_MOD);
+	}
+}
+
+/* ---- listeners */
+
+static void rl_listen_arm_kside(struct rl_listen *l, bool on)
+{
+	if (l->kfd < 0 || l->kev_on == on)
+		return;
+	rl_ep(l->kfd, &l->kev, on ? EPOLLIN : 0, EPOLL_CTL_MOD);
+	l->kev_on = on;
+}
+
+static struct rl_sub *rl_pick(struct rl_listen *l)
+{
+	struct rl_sub *start = l->next ? l->next : LIST_FIRST(&l->subs), *s = start;
+
+	if (s == NULL)
+		return NULL;
+	do {
+		struct rl_sub *nx = LIST_NEXT(s, link) ? LIST_NEXT(s, link) : LIST_FIRST(&l->subs);
+
+		if (s->unacked < RELAY_UNACKED) {
+			l->next = nx;
+			return s;
+		}
+		s = nx;
+	} while (s != start);
+	return NULL;
+}
+
+/* Hand p (accepted, not delivered) to a child; false if none can take it. */
+static bool rl_dispatch(struct rl_listen *l, struct rl_pump *p)
+{
+	struct rl_sub *sub;
+	struct rl_msg m;
+
+	while ((sub = rl_pick(l)) != NULL) {
+		if (p->child_end < 0) {
+			/* The previous child's end went with it: a new pair. */
+			int sv[2];
+
+			if (real.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+				return false;
+			(void)rl_fcntl(sv[0], F_SETFL, O_NONBLOCK);
+			real.close(p->sp);
+			p->sp = sv[0];
+			p->child_end = sv[1];
+		}
+		memset(&m, 0, sizeof(m));
+		m.type = RL_CONN;
+		m.kind = RL_KIND_CONN;
+		m.id = p->id;
+		m.llen = p->llen;
+		m.plen = p->plen;
+		m.local = p->local;
+		m.peer = p->peer;
+		if (rl_send(sub->ch, &m, p->child_end, MSG_DONTWAIT) < 0) {
+			/* Full or gone: that child takes no more for now. */
+			sub->unacked = RELAY_UNACKED;
+			continue;
+		}
+		real.close(p->child_end);
+		p->child_end = -1;
+		if (p->on_plist)
+			LIST_REMOVE(p, plink);
+		LIST_INSERT_HEAD(&sub->pending, p, plink);
+		p->on_plist = true;
+		p->sub = sub;
+		sub->unacked++;
+		return true;
+	}
+	return false;
+}
+
+static void rl_listen_service(struct rl_listen *l)
+{
+	struct rl_pump *p, *nx;
+
+	atomic_store(&l->ready, false);
+	/* First the connections that waited for a free child. */
+	for (p = LIST_FIRST(&l->waiting); p; p = nx) {
+		nx = LIST_NEXT(p, plink);
+		if (!rl_dispatch(l, p))
+			break;
+	}
+	while (LIST_EMPTY(&l->waiting) && rl_pick(l) != NULL) {
+		struct lsock *ns = NULL;
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int nkfd = -1;
+		int r = lsock_accept(l->s, &ns, &nkfd, (struct sockaddr *)&ss, &sl,
+				     SOCK_CLOEXEC | LSOCK_ACCEPT_NOWAIT);
+
+		if (r < 0)
+			break;
+		if (ns == NULL) {
+			/* A kernel connection (loopback client): the child
+			 * gets the kernel socket itself. */
+			struct rl_sub *sub = rl_pick(l);
+			struct rl_msg m = { .type = RL_CONN, .kind = RL_KIND_KERNEL };
+
+			m.id = ++rl.next_id;
+			if (sub == NULL || rl_send(sub->ch, &m, nkfd, MSG_DONTWAIT) < 0)
+				rl_log("%s: %s", "cannot hand a loopback connection to a child", EAGAIN);
+			real.close(nkfd);
+			continue;
+		}
+		lsock_remote_get(ns);
+		lsock_drop(ns);		/* lsock_accept's hold: the ref pins it */
+		p = rl_pump_new(ns);
+		if (p == NULL) {
+			rl_put_sock(ns);	/* closes it: the peer sees the close */
+			continue;
+		}
+		p->l = l;
+		if (!rl_dispatch(l, p)) {
+			LIST_INSERT_HEAD(&l->waiting, p, plink);
+			p->on_plist = true;
+		}
+	}
+	rl_listen_arm_kside(l, rl_pick(l) != NULL);
+}
+
+static void rl_listen_free(struct rl_listen *l)
+{
+	struct rl_pump *p;
+
+	lsock_watch_del(l->s, &l->watch);
+	if (l->kfd >= 0)
+		rl_ep(l->kfd, &l->kev, 0, EPOLL_CTL_DEL);
+	/* Nobody listens any more: the waiting connections are closed, as
+	 * Linux resets the queue of a listener closed by its last holder. */
+	while ((p = LIST_FIRST(&l->waiting)) != NULL)
+		rl_pump_free(p);
+	LIST_REMOVE(l, link);
+	free(l);
+}
+
+static void rl_sub_free(struct rl_sub *sub)
+{
+	struct rl_listen *l = sub->l;
+	struct rl_pump *p;
+
+	rl_ep(sub->ch, &sub->ev, 0, EPOLL_CTL_DEL);
+	real.close(sub->ch);
+	LIST_REMOVE(sub, link);
+	if (l->next == sub)
+		l->next = NULL;
+	/* Connections this child never accepted go to another child. */
+	while ((p = LIST_FIRST(&sub->pending)) != NULL) {
+		LIST_REMOVE(p, plink);
+		p->on_plist = false;
+		p->sub = NULL;
+		LIST_INSERT_HEAD(&l->waiting, p, plink);
+		p->on_plist = true;
+	}
+	rl_put_sock(l->s);
+	free(sub);
+	if (LIST_EMPTY(&l->subs))
+		rl_listen_free(l);
+	else
+		rl_listen_service(l);
+}
+
+static void rl_sub_service(struct rl_sub *sub, uint32_t events)
+{
+	struct rl_msg m;
+	int fd;
+	ssize_t n;
+
+	for (;;) {
+		n = rl_recv(sub->ch, &m, &fd, MSG_DONTWAIT);
+		if (fd >= 0)
+			real.close(fd);
+		if (n == -EAGAIN || n == -EWOULDBLOCK)
+			break;
+		if (n <= 0) {
+			rl_sub_free(sub);
+			return;
+		}
+		if (m.type != RL_ACK)
+			continue;
+		struct rl_pump *p;
+		LIST_FOREACH(p, &sub->pending, plink)
+			if (p->id == m.id)
+				break;
+		if (p == NULL)
+			continue;
+		LIST_REMOVE(p, plink);
+		p->on_plist = false;
+		sub->unacked--;
+		rl_pump_start(p);
+		rl_pump_service(p, 0);
+	}
+	if (events & (EPOLLHUP | EPOLLERR)) {
+		rl_sub_free(sub);
+		return;
+	}
+	rl_listen_service(sub->l);
+}
+
+static struct rl_listen *rl_listen_get(struct lsock *s)
+{
+	struct rl_listen *l;
+
+	LIST_FOREACH(l, &rl.listens, link)
+		if (l->s == s)
+			return l;
+	l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return NULL;
+	l->s = s;
+	l->watch.notify = rl_watch_notify;
+	l->watch.arg = &l->ready;
+	LIST_INIT(&l->subs);
+	LIST_INIT(&l->waiting);
+	l->kfd = -1;
+	l->kev.tag = RL_T_KLSN;
+	l->kev.obj = l;
+	if (lsock_kernel_events(s) & EPOLLIN) {
+		l->kfd = lsock_kfd(s);
+		l->kev_on = true;
+		rl_ep(l->kfd, &l->kev, EPOLLIN, EPOLL_CTL_ADD);
+	}
+	lsock_watch_add(s, &l->watch);
+	LIST_INSERT_HEAD(&rl.listens, l, link);
+	return l;
+}
+
+/* ---- children and their control connections */
+
+static int rl_child_take(struct rl_child *c, uint64_t id, struct lsock **out)
+{
+	for (int i = 0; c != NULL && i < c->nsocks; i++) {
+		if (c->socks[i] != NULL && (uint64_t)(uintptr_t)c->socks[i] == id) {
+			*out = c->socks[i];
+			c->socks[i] = NULL;
+			return 0;
+		}
+	}
+	return -EBADF;
+}
+
+static void rl_child_untake(struct rl_child *c, struct lsock *s)
+{
+	for (int i = 0; i < c->nsocks; i++) {
+		if (c->socks[i] == NULL) {
+			c->socks[i] = s;
+			return;
+		}
+	}
+	rl_put_sock(s);
+}
+
+static void rl_attach(struct rl_ctl *ctl, const struct rl_msg *req)
+{
+	struct rl_msg m = { .type = RL_ERR };
+	struct lsock *s = NULL;
+	int fd = -1, err;
+
+	err = rl_child_take(ctl->child, req->id, &s);
+	if (err < 0)
+		goto reply;
+	if (!lsock_is_stream(s)) {
+		err = -EOPNOTSUPP;
+		rl_child_untake(ctl->child, s);
+		goto reply;
+	}
+	if (lsock_is_listener(s)) {
+		struct rl_listen *l = rl_listen_get(s);
+		struct rl_sub *sub = calloc(1, sizeof(*sub));
+		int sv[2];
+
+		if (l == NULL || sub == NULL ||
+		    real.socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+			err = -ENOMEM;
+			free(sub);
+			if (l != NULL && LIST_EMPTY(&l->subs))
+				rl_listen_free(l);
+			rl_child_untake(ctl->child, s);
+			goto reply;
+		}
+		(void)rl_fcntl(sv[0], F_SETFL, O_NONBLOCK);
+		sub->l = l;
+		sub->ch = sv[0];
+		sub->ev.tag = RL_T_SUB;
+		sub->ev.obj = sub;
+		LIST_INIT(&sub->pending);
+		LIST_INSERT_HEAD(&l->subs, sub, link);
+		rl_ep(sub->ch, &sub->ev, EPOLLIN, EPOLL_CTL_ADD);
+		fd = sv[1];
+		m.kind = RL_KIND_LISTEN;
+		rl_names(s, &m.local, &m.llen, &m.peer, &m.plen);
+		m.plen = 0;
+		atomic_store(&l->ready, true);
+		rl_ring();
+	} else {
+		struct rl_pump *p = rl_pump_new(s);
+
+		if (p == NULL) {
+			err = -ENOMEM;
+			rl_child_untake(ctl->child, s);
+			goto reply;
+		}
+		fd = p->child_end;
+		p->child_end = -1;
+		m.kind = RL_KIND_CONN;
+		m.local = p->local;
+		m.llen = p->llen;
+		m.peer = p->peer;
+		m.plen = p->plen;
+		rl_pump_start(p);
+	}
+	m.type = RL_OK;
+	err = 0;
+reply:
+	m.err = -err;
+	m.id = req->id;
+	(void)rl_send(ctl->fd, &m, fd, 0);
+	if (fd >= 0)
+		real.close(fd);
+}
+
+static void rl_ctl_free(struct rl_ctl *ctl)
+{
+	rl_ep(ctl->fd, &ctl->ev, 0, EPOLL_CTL_DEL);
+	real.close(ctl->fd);
+	LIST_REMOVE(ctl, link);
+	free(ctl);
+}
+
+/* pid's parent is this process (/proc/pid/status), for a HELLO that came
+ * before fork() returned here. */
+static bool rl_is_my_child(pid_t pid)
+{
+	char path[64], line[128];
+	bool yes = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return false;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "PPid:", 5) == 0) {
+			yes = atoi(line + 5) == (int)getpid();
+			break;
+		}
+	}
+	fclose(f);
+	return yes;
+}
+
+static void rl_ctl_service(struct rl_ctl *ctl)
+{
+	struct rl_msg m;
+	int fd;
+	ssize_t n;
+
+	for (;;) {
+		n = rl_recv(ctl->fd, &m, &fd, MSG_DONTWAIT);
+		if (fd >= 0)
+			real.close(fd);
+		if (n == -EAGAIN || n == -EWOULDBLOCK)
+			return;
+		if (n <= 0) {
+			rl_ctl_free(ctl);
+			return;
+		}
+		if (m.type == RL_HELLO && ctl->child == NULL) {
+			struct ucred cr;
+			socklen_t cl = sizeof(cr);
+			struct rl_child *c;
+			struct rl_msg r = { .type = RL_ERR, .err = EPERM };
+
+			if (real.getsockopt(ctl->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+				LIST_FOREACH(c, &rl.children, link)
+					if (c->seq == m.seq && (c->pid == cr.pid ||
+								(c->pid == 0 && rl_is_my_child(cr.pid))))
+						break;
+				if (c != NULL) {
+					c->pid = cr.pid;
+					ctl->child = c;
+					r.type = RL_OK;
+					r.err = 0;
+				}
+			}
+			(void)rl_send(ctl->fd, &r, -1, MSG_DONTWAIT);
+		} else if (m.type == RL_ATTACH && ctl->child != NULL) {
+			rl_attach(ctl, &m);
+		} else if (m.type == RL_RELEASE && ctl->child != NULL) {
+			struct lsock *s;
+
+			if (rl_child_take(ctl->child, m.id, &s) == 0)
+				rl_put_sock(s);
+		}
+	}
+}
+
+static void rl_child_free(struct rl_child *c)
+{
+	struct rl_ctl *ctl;
+
+	LIST_FOREACH(ctl, &rl.ctls, link)
+		if (ctl->child == c)
+			ctl->child = NULL;
+	for (int i = 0; i < c->nsocks; i++)
+		if (c->socks[i] != NULL)
+			rl_put_sock(c->socks[i]);
+	if (c->pidfd >= 0) {
+		rl_ep(c->pidfd, &c->pid_ev, 0, EPOLL_CTL_DEL);
+		real.close(c->pidfd);
+	}
+	LIST_REMOVE(c, link);
+	free(c->socks);
+	free(c);
+}
+
+static void rl_accept_ctl(void)
+{
+	for (;;) {
+		int fd = real.accept4(rl.lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (fd < 0)
+			return;
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+		struct rl_ctl *ctl = calloc(1, sizeof(*ctl));
+
+		/* Who may talk is decided at HELLO: only a child we forked
+		 * (nginx's workers drop to another user: no uid check). */
+		(void)cr;
+		(void)cl;
+		if (ctl == NULL) {
+			free(ctl);
+			real.close(fd);
+			continue;
+		}
+		ctl->fd = fd;
+		ctl->ev.tag = RL_T_CTL;
+		ctl->ev.obj = ctl;
+		LIST_INSERT_HEAD(&rl.ctls, ctl, link);
+		rl_ep(fd, &ctl->ev, EPOLLIN, EPOLL_CTL_ADD);
+	}
+}
+
+static void *rl_main(void *arg)
+{
+	struct epoll_event evs[64];
+
+	(void)arg;
+	for (;;) {
+		int n = real.epoll_wait(rl.epfd, evs, 64, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rl_log("%s: %s", "the fork relay stopped", errno);
+			return NULL;
+		}
+		pthread_mutex_lock(&rl.lock);
+		bool door = false;
+
+		for (int i = 0; i < n; i++) {
+			struct rl_ev *ev = evs[i].data.ptr;
+			uint32_t e = evs[i].events;
+
+			switch (ev->tag) {
+			case RL_T_DOOR:
+				door = true;
+				break;
+			case RL_T_LFD:
+				rl_accept_ctl();
+				break;
+			case RL_T_CTL:
+				rl_ctl_service(ev->obj);
+				break;
+			case RL_T_PID:
+				rl_child_free(ev->obj);
+				break;
+			case RL_T_PUMP:
+				rl_pump_service(ev->obj, e);
+				break;
+			case RL_T_SUB:
+				rl_sub_service(ev->obj, e);
+				break;
+			case RL_T_KLSN:
+				rl_listen_service(ev->obj);
+				break;
+			}
+			/* A freed object may still have an event in this batch:
+			 * objects are freed only through paths that delete their
+			 * registration, and epoll_wait returned before; so stop
+			 * after anything that can free, and go round again. */
+			if (ev->tag != RL_T_DOOR && ev->tag != RL_T_LFD) {
+				for (int j = i + 1; j < n; j++)
+					if (((struct rl_ev *)evs[j].data.ptr)->tag == RL_T_DOOR)
+						door = true;
+				break;
+			}
+		}
+		if (door) {
+			uint64_t v;
+
+			if (real.read(rl.door, &v, sizeof(v)) < 0) {
+				/* Nothing to drain. */
+			}
+			struct rl_listen *l, *lnx;
+			struct rl_pump *p, *pnx;
+
+			for (l = LIST_FIRST(&rl.listens); l; l = lnx) {
+				lnx = LIST_NEXT(l, link);
+				if (atomic_load(&l->ready))
+					rl_listen_service(l);
+			}
+			for (p = LIST_FIRST(&rl.pumps); p; p = pnx) {
+				pnx = LIST_NEXT(p, link);
+				if (atomic_load(&p->ready))
+					rl_pump_service(p, 0);
+			}
+		}
+		pthread_mutex_unlock(&rl.lock);
+	}
+	return NULL;
+}
+
+static void rl_atfork_prepare(void)
+{
+	pthread_mutex_lock(&rl.lock);
+}
+
+static void rl_atfork_parent(void)
+{
+	pthread_mutex_unlock(&rl.lock);
+}
+
+/*
+ * The child keeps none of the relay's descriptors: a copy of a pump's end
+ * would keep the connection open after the child it belongs to closed it.
+ */
+static void rl_atfork_child(void)
+{
+	struct rl_ctl *ctl;
+	struct rl_child *c;
+	struct rl_listen *l;
+	struct rl_sub *sub;
+	struct rl_pump *p;
+	bool was_owner = stack_active() && !ipx_relay_child;
+
+	LIST_FOREACH(ctl, &rl.ctls, link)
+		real.close(ctl->fd);
+	LIST_FOREACH(c, &rl.children, link)
+		if (c->pidfd >= 0)
+			real.close(c->pidfd);
+	LIST_FOREACH(l, &rl.listens, link)
+		LIST_FOREACH(sub, &l->subs, link)
+			real.close(sub->ch);
+	LIST_FOREACH(p, &rl.pumps, link) {
+		real.close(p->sp);
+		if (p->child_end >= 0)
+			real.close(p->child_end);
+	}
+	LIST_INIT(&rl.ctls);
+	LIST_INIT(&rl.children);
+	LIST_INIT(&rl.listens);
+	LIST_INIT(&rl.pumps);
+	if (rl.running) {
+		real.close(rl.epfd);
+		real.close(rl.door);
+		ipx_private_del(rl.lfd);
+		real.close(rl.lfd);
+		rl.epfd = rl.door = rl.lfd = -1;
+		rl.running = false;
+	}
+	if (rl_ctl_fd >= 0) {
+		ipx_private_del(rl_ctl_fd);
+		real.close(rl_ctl_fd);
+		rl_ctl_fd = -1;
+	}
+	/* Only a fork through our wrapper is known to the owner; a child of
+	 * a child has no relay (ipx_relay.h). */
+	rl_my_seq = was_owner ? rl.pending_seq : 0;
+	if (was_owner || ipx_relay_child)
+		ipx_relay_child = true;
+	pthread_mutex_init(&rl_child_lock, NULL);
+	pthread_mutex_unlock(&rl.lock);
+}
+
+/* Under rl.lock: the listening socket and the thread. */
+static int rl_start(void)
+{
+	uint64_t nonce = 0;
+	pthread_t tid;
+	sigset_t all, old;
+	int err;
+
+	if (rl.running)
+		return 0;
+	if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != sizeof(nonce))
+		nonce = (uint64_t)getpid() * 2654435761u ^ (uint64_t)time(NULL);
+	memset(&rl.addr, 0, sizeof(rl.addr));
+	rl.addr.sun_family = AF_UNIX;
+	int len = snprintf(rl.addr.sun_path + 1, sizeof(rl.addr.sun_path) - 1,
+			   "libretto-relay/%d/%016llx", (int)getpid(), (unsigned long long)nonce);
+	rl.alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len);
+	rl.lfd = real.socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	rl.epfd = real.epoll_create1(EPOLL_CLOEXEC);
+	rl.door = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (rl.lfd < 0 || rl.epfd < 0 || rl.door < 0 ||
+	    real.bind(rl.lfd, (struct sockaddr *)&rl.addr, rl.alen) < 0 ||
+	    real.listen(rl.lfd, 64) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	(void)ipx_private_add(rl.lfd);
+	rl.door_ev.tag = RL_T_DOOR;
+	rl.lfd_ev.tag = RL_T_LFD;
+	rl_ep(rl.door, &rl.door_ev, EPOLLIN, EPOLL_CTL_ADD);
+	rl_ep(rl.lfd, &rl.lfd_ev, EPOLLIN, EPOLL_CTL_ADD);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = -pthread_create(&tid, NULL, rl_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err < 0) {
+		ipx_private_del(rl.lfd);
+		goto fail;
+	}
+	pthread_detach(tid);
+	pthread_setname_np(tid, "libretto-relay");
+	rl.running = true;
+	return 0;
+fail:
+	if (rl.lfd >= 0)
+		real.close(rl.lfd);
+	if (rl.epfd >= 0)
+		real.close(rl.epfd);
+	if (rl.door >= 0)
+		real.close(rl.door);
+	rl.lfd = rl.epfd = rl.door = -1;
+	return err;
+}
+
+static int rl_cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The libOS sockets the child will inherit (every description in the
+ * descriptor table), each with a remote reference for it. */
+static struct rl_child *rl_child_prepare(void)
+{
+	struct rl_child *c = calloc(1, sizeof(*c));
+	int cap = 16, n = 0, lim = fdtab_limit();
+
+	if (c == NULL || (c->socks = malloc((size_t)cap * sizeof(*c->socks))) == NULL) {
+		free(c);
+		return NULL;
+	}
+	for (int fd = 0; fd < lim; fd++) {
+		struct ipx_file *f = fdtab_get(fd, ipx_pin);
+
+		if (f == NULL)
+			continue;
+		if (f != &ipx_private && f->kind == IPX_SOCK) {
+			if (n == cap) {
+				void *q = realloc(c->socks, (size_t)cap * 2 * sizeof(*c->socks));
+
+				if (q == NULL) {
+					ipx_put(f);
+					break;
+				}
+				c->socks = q;
+				cap *= 2;
+			}
+			c->socks[n++] = f->sock;
+			lsock_hold(f->sock);	/* until the ref below */
+		}
+		ipx_put(f);
+	}
+	qsort(c->socks, (size_t)n, sizeof(*c->socks), rl_cmp_ptr);
+	int u = 0;
+	for (int i = 0; i < n; i++) {
+		if (u > 0 && c->socks[u - 1] == c->socks[i]) {
+			lsock_drop(c->socks[i]);
+			continue;
+		}
+		c->socks[u++] = c->socks[i];
+	}
+	for (int i = 0; i < u; i++) {
+		lsock_remote_get(c->socks[i]);
+		lsock_drop(c->socks[i]);
+	}
+	c->nsocks = u;
+	c->pidfd = -1;
+	c->pid_ev.tag = RL_T_PID;
+	c->pid_ev.obj = c;
+	return c;
+}
+
+static void rl_child_abort(struct rl_child *c)
+{
+	for (int i = 0; i < c->nsocks; i++)
+		rl_put_sock(c->socks[i]);
+	free(c->socks);
+	free(c);
+}
+
+static pthread_once_t rl_once = PTHREAD_ONCE_INIT;
+
+static void rl_register_atfork(void)
+{
+	(void)pthread_atfork(rl_atfork_prepare, rl_atfork_parent, rl_atfork_child);
+}
+
+IPX_EXPORT pid_t fork(void)
+{
+	struct rl_child *c = NULL;
+	pid_t pid;
+
+	real_init();
+	pthread_once(&rl_once, rl_register_atfork);
+	if (stack_active() && !ipx_relay_child) {
+		pthread_mutex_lock(&rl.lock);
+		int err = rl_start();
+
+		if (err < 0)
+			rl_log("%s: %s", "cannot start the fork relay (forked children "
+			       "cannot use inherited sockets)", -err);
+		else if ((c = rl_child_prepare()) != NULL) {
+			/* Listed before the fork: the child may say HELLO before
+			 * fork() returns here. */
+			c->seq = rl.pending_seq = ++rl.next_seq;
+			LIST_INSERT_HEAD(&rl.children, c, link);
+		}
+		pthread_mutex_unlock(&rl.lock);
+	}
+	pid = real.fork();
+	if (pid != 0) {
+		pthread_mutex_lock(&rl.lock);
+		rl.pending_seq = 0;
+		if (c != NULL && pid < 0) {
+			LIST_REMOVE(c, link);
+			rl_child_abort(c);
+		} else if (c != NULL) {
+			c->pid = pid;
+			c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+			if (c->pidfd >= 0) {
+				(void)rl_fcntl(c->pidfd, F_SETFD, FD_CLOEXEC);
+				rl_ep(c->pidfd, &c->pid_ev, EPOLLIN, EPOLL_CTL_ADD);
+			}
+		}
+		pthread_mutex_unlock(&rl.lock);
+	}
+	return pid;
+}
+
+/* daemon(3) forks inside the C library, past our wrapper: do it here. */
+IPX_EXPORT int daemon(int nochdir, int noclose)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -1;
+	if (!nochdir && chdir("/") < 0) {
+		/* As glibc: a failed chdir is not an error of daemon(). */
+	}
+	if (!noclose) {
+		int fd = open("/dev/null", O_RDWR);
+
+		if (fd < 0)
+			return -1;
+		(void)dup2(fd, 0);
+		(void)dup2(fd, 1);
+		(void)dup2(fd, 2);
+		if (fd > 2)
+			(void)close(fd);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- child */
+
+/* Under rl_child_lock: the control connection to the owner. */
+static int rl_child_connect(void)
+{
+	struct timeval tv = { RELAY_TIMEOUT_S, 0 };
+	struct rl_msg m = { .type = RL_HELLO };
+	int fd, pfd;
+	ssize_t n;
+
+	if (rl_ctl_fd >= 0)
+		return 0;
+	if (rl_my_seq == 0)
+		return -ENOTSUP;
+	fd = real.socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	(void)real.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)real.setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (real.connect(fd, (struct sockaddr *)&rl.addr, rl.alen) < 0) {
+		int err = -errno;
+
+		real.close(fd);
+		return err;
+	}
+	m.seq = rl_my_seq;
+	if (rl_send(fd, &m, -1, 0) < 0 || (n = rl_recv(fd, &m, &pfd, 0)) <= 0 ||
+	    m.type != RL_OK) {
+		real.close(fd);
+		return -ECONNREFUSED;
+	}
+	/* Above the program's numbers and invisible to it. */
+	int hi = rl_fcntl(fd, F_DUPFD_CLOEXEC, 800);
+	if (hi >= 0) {
+		real.close(fd);
+		fd = hi;
+	}
+	(void)ipx_private_add(fd);
+	rl_ctl_fd = fd;
+	return 0;
+}
+
+static void rl_child_log(int err)
+{
+	static atomic_bool once;
+
+	if (atomic_exchange(&once, true))
+		return;
+	fprintf(stderr, "libretto: pid %d (forked from the process that runs the TCP/IP "
+		"stack) cannot use an inherited socket: %s; it is a plain kernel socket "
+		"in this process\n", (int)getpid(),
+		err == -ENOTSUP ? "this process was not forked by the stack's owner" :
+		err == -EOPNOTSUPP ? "only TCP sockets are relayed to children" :
+		strerror(-err));
+}
+
+/* Re-point every descriptor naming f at nfd (a relay's kernel socket), or
+ * make them plain kernel descriptors when nf is NULL. */
+static void rl_repoint(struct ipx_file *f, struct ipx_file *nf, int nfd)
+{
+	int (*rf)(int, int, ...) = (int (*)(int, int, ...))real.fcntl;
+	int lim = fdtab_limit();
+	void *old;
+
+	f->relay_done = true;
+	for (int fd = 0; fd < lim; fd++) {
+		if (fdtab_peek(fd) != f)
+			continue;
+		if (nf != NULL) {
+			int fl = rf(fd, F_GETFD, 0L);
+
+			if (real.dup3(nfd, fd, fl >= 0 && (fl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+				continue;
+			if (ipx_attach(nf, fd) == 0)
+				continue;
+		}
+		if (fdtab_swap(fd, NULL, &old) == 0 && old != NULL)
+			ipx_detach(old);
+	}
+}
+
+struct ipx_file *ipx_relay_adopt(int fd, struct ipx_file *f)
+{
+	struct rl_msg m = { .type = RL_ATTACH };
+	struct ipx_file *nf = NULL;
+	int nfd = -1, err;
+	ssize_t n;
+
+	pthread_mutex_lock(&rl_child_lock);
+	if (f->relay_done || fdtab_peek(fd) != f) {
+		/* Another thread adopted it meanwhile. */
+		pthread_mutex_unlock(&rl_child_lock);
+		ipx_put(f);
+		f = fdtab_get(fd, ipx_pin);
+		if (f != NULL && f->kind == IPX_SOCK) {
+			ipx_put(f);
+			return NULL;
+		}
+		return f;
+	}
+	err = rl_child_connect();
+	if (err == 0) {
+		m.id = (uint64_t)(uintptr_t)f->sock;
+		err = rl_send(rl_ctl_fd, &m, -1, 0);
+		if (err == 0) {
+			n = rl_recv(rl_ctl_fd, &m, &nfd, 0);
+			err = n < 0 ? (int)n : n == 0 ? -ECONNRESET :
+			      m.type != RL_OK ? -(m.err ? m.err : EPROTO) : nfd < 0 ? -EPROTO : 0;
+		}
+	}
+	if (err == 0) {
+		struct ipx_relay_info *ri = calloc(1, sizeof(*ri));
+
+		nf = ri ? ipx_file_new(IPX_RELAY) : NULL;
+		if (nf == NULL) {
+			free(ri);
+			err = -ENOMEM;
+		} else {
+			ri->kind = (int)m.kind;
+			ri->domain = f->domain;
+			ri->local = m.local;
+			ri->llen = m.llen;
+			ri->peer = m.peer;
+			ri->plen = m.plen;
+			nf->relay = ri;
+			nf->domain = f->domain;
+			if (lsock_nonblock(f->sock))
+				(void)rl_fcntl(nfd, F_SETFL, O_NONBLOCK);
+		}
+	}
+	if (err < 0)
+		rl_child_log(err);
+	rl_repoint(f, nf, nfd);
+	if (nfd >= 0)
+		real.close(nfd);
+	pthread_mutex_unlock(&rl_child_lock);
+	ipx_put(f);
+	if (nf != NULL && fdtab_peek(fd) != nf) {
+		ipx_put(nf);
+		return NULL;
+	}
+	return nf;
+}
+
+void ipx_relay_release(struct ipx_file *f)
+{
+	struct rl_msg m = { .type = RL_RELEASE };
+
+	if (f->relay_done)
+		return;
+	f->relay_done = true;
+	pthread_mutex_lock(&rl_child_lock);
+	if (rl_child_connect() == 0) {
+		m.id = (uint64_t)(uintptr_t)f->sock;
+		(void)rl_send(rl_ctl_fd, &m, -1, 0);
+	}
+	pthread_mutex_unlock(&rl_child_lock);
+}
+
+void ipx_relay_info_free(struct ipx_file *f)
+{
+	free(f->relay);
+	f->relay = NULL;
+}
+
+int ipx_relay_accept(struct ipx_file *f, int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	struct ipx_relay_info *ri = f->relay;
+	struct rl_msg m;
+	int cfd;
+	ssize_t n;
+
+	if (ri->kind != RL_KIND_LISTEN)
+		return -EINVAL;
+	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+		return -EINVAL;
+	for (;;) {
+		n = rl_recv(fd, &m, &cfd, 0);
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return -ENETDOWN;	/* the owner is gone */
+		if (m.type == RL_CONN && cfd >= 0)
+			break;
+		if (cfd >= 0)
+			real.close(cfd);
+	}
+	struct rl_msg ack = { .type = RL_ACK, .id = m.id };
+	(void)rl_send(fd, &ack, -1, MSG_DONTWAIT);
+	/* MSG_CMSG_CLOEXEC made it close-on-exec; accept4 decides. */
+	if (!(flags & SOCK_CLOEXEC))
+		(void)rl_fcntl(cfd, F_SETFD, 0);
+	if (flags & SOCK_NONBLOCK)
+		(void)rl_fcntl(cfd, F_SETFL, O_NONBLOCK);
+	if (m.kind == RL_KIND_CONN) {
+		struct ipx_relay_info *ci = calloc(1, sizeof(*ci));
+		struct ipx_file *nf = ci ? ipx_file_new(IPX_RELAY) : NULL;
+
+		if (nf == NULL) {
+			free(ci);
+			real.close(cfd);
+			return -ENOMEM;
+		}
+		ci->kind = RL_KIND_CONN;
+		ci->domain = ri->domain;
+		ci->local = m.local;
+		ci->llen = m.llen;
+		ci->peer = m.peer;
+		ci->plen = m.plen;
+		nf->relay = ci;
+		nf->domain = ri->domain;
+		int err = ipx_attach(nf, cfd);
+
+		ipx_put(nf);
+		if (err < 0) {
+			real.close(cfd);
+			return err;
+		}
+	}
+	if (sa != NULL && len != NULL) {
+		if (m.kind == RL_KIND_KERNEL) {
+			if (real.getpeername(cfd, sa, len) < 0)
+				*len = 0;
+		} else {
+			memcpy(sa, &m.peer, *len < m.plen ? *len : m.plen);
+			*len = m.plen;
+		}
+	}
+	return cfd;
+}
+
+int ipx_relay_getname(struct ipx_file *f, bool peer, struct sockaddr *sa, socklen_t *len)
+{
+	struct ipx_relay_info *ri = f->relay;
+	socklen_t n = peer ? ri->plen : ri->llen;
+
+	if (len == NULL || sa == NULL)
+		return -EFAULT;
+	if (peer && (ri->kind != RL_KIND_CONN || n == 0))
+		return -ENOTCONN;
+	memcpy(sa, peer ? &ri->peer : &ri->local, *len < n ? *len : n);
+	*len = n;
+	return 0;
+}
+
+static int rl_put_int(void *val, socklen_t *len, int v)
+{
+	if (val == NULL || len == NULL || *len < (socklen_t)sizeof(int))
+		return -EINVAL;
+	memcpy(val, &v, sizeof(int));
+	*len = sizeof(int);
+	return 0;
+}
+
+int ipx_relay_getsockopt(struct ipx_file *f, int fd, int level, int name, void *val,
+			 socklen_t *len)
+{
+	struct ipx_relay_info *ri = f->relay;
+
+	if (level == SOL_SOCKET) {
+		switch (name) {
+		case SO_TYPE:
+			return rl_put_int(val, len, SOCK_STREAM);
+		case SO_DOMAIN:
+			return rl_put_int(val, len, ri->domain);
+		case SO_PROTOCOL:
+			return rl_put_int(val, len, IPPROTO_TCP);
+		case SO_ACCEPTCONN:
+			return rl_put_int(val, len, ri->kind == RL_KIND_LISTEN);
+		default:
+			break;
+		}
+	}
+	for (int i = 0; i < ri->nopts; i++)
+		if (ri->opts[i].level == level && ri->opts[i].name == name)
+			return rl_put_int(val, len, ri->opts[i].value);
+	if (level == SOL_SOCKET)
+		return real.getsockopt(fd, level, name, val, len) < 0 ? -errno : 0;
+	if (level == IPPROTO_TCP && name == TCP_INFO)
+		return -ENOPROTOOPT;
+	/* The protocols' options default to 0 (off) as on a new socket. */
+	return rl_put_int(val, len, 0);
+}
+
+int ipx_relay_setsockopt(struct ipx_file *f, int fd, int level, int name, const void *val,
+			 socklen_t len)
+{
+	struct ipx_relay_info *ri = f->relay;
+	int v = 0, i;
+
+	if (level == SOL_SOCKET && name != SO_KEEPALIVE)
+		return real.setsockopt(fd, level, name, val, len) < 0 ? -errno : 0;
+	if (val == NULL || len < (socklen_t)sizeof(int))
+		return -EINVAL;
+	memcpy(&v, val, sizeof(int));
+	for (i = 0; i < ri->nopts; i++)
+		if (ri->opts[i].level == level && ri->opts[i].name == name)
+			break;
+	if (i == ri->nopts) {
+		if (ri->nopts == (int)(sizeof(ri->opts) / sizeof(ri->opts[0])))
+			return 0;
+		ri->nopts++;
+	}
+	ri->opts[i].level = level;
+	ri->opts[i].name = name;
+	ri->opts[i].value = v;
+	return 0;
+}

@@ -1,0 +1,74 @@
+/* fork(): the process that runs the stack serves the sockets its forked children inherited. */
+#ifndef LIBRETTO_IPX_RELAY_H
+#define LIBRETTO_IPX_RELAY_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+struct ipx_file;
+
+/*
+ * The model (docs/runtime.md, "fork"):
+ *  - One process runs the stack and drives the NIC: the owner (the process
+ *    that started it).  fork() in the owner goes through our wrapper, which
+ *    gives the child a remote reference (lsock_remote_get) on every libOS
+ *    socket it inherits and records the child (pid, pidfd).
+ *  - A forked child has no stack of its own (ipx_relay_child).  The first
+ *    time it uses an inherited libOS socket, it asks the owner's relay
+ *    thread (a SOCK_SEQPACKET socket in the abstract namespace, same uid
+ *    only) to attach it, and the descriptor number is re-pointed (dup3) at
+ *    a kernel socket the owner serves:
+ *      listener   a SOCK_SEQPACKET channel on which the owner hands over
+ *                 connections it accepted for this child (accept() reads
+ *                 one; epoll/poll see it readable), at most RELAY_UNACKED
+ *                 unaccepted at a time per child, round robin among the
+ *                 children that listen; a connection the child never
+ *                 accepted (it closed the listener, or died) goes to
+ *                 another child;
+ *      connection a SOCK_STREAM socketpair end; the owner copies bytes
+ *                 between it and the TCP connection both ways.
+ *    Reads, writes, sendfile, poll, epoll, shutdown, FIONREAD are then the
+ *    kernel's; names and options are answered here (ipx_relay_getname,
+ *    ipx_relay_getsockopt/setsockopt).
+ *  - A socket stays open while any process holds it: closing it in the
+ *    owner while a child still holds it (fork-per-connection servers) only
+ *    drops a descriptor; the child's close (RELEASE), exit (pidfd) or its
+ *    end of the relay being closed drops the child's reference.
+ *  - New sockets made in a child are kernel sockets (loopback and the
+ *    kernel's routes only), with one line on stderr the first time.
+ * Not yet: a child's own children (grandchildren) get no relay for the
+ * sockets they inherit (kernel fds only); UDP sockets are not relayed; the
+ * owner exiting ends every relayed socket (so `daemon on` servers whose
+ * parent exits after fork lose their listeners).
+ */
+
+/* True in a process forked from the owner (it has no stack). */
+extern bool ipx_relay_child;
+
+/* fork() in the owner: defined in ipx_relay.c (the X-macro list has it). */
+
+/*
+ * The functions below are weak: the unit tests link the interposition
+ * layer without them (ipx_relay_child is never true there).
+ */
+#define IPX_RELAY_WEAK __attribute__((weak))
+
+/* Child: f (pinned, an inherited IPX_SOCK at fd) is used for the first
+ * time: attach it.  Returns the file now at fd, pinned (an IPX_RELAY
+ * file), or NULL when fd is now a plain kernel descriptor (the owner
+ * could not serve it; a line on stderr says why).  Consumes f's pin. */
+IPX_RELAY_WEAK struct ipx_file *ipx_relay_adopt(int fd, struct ipx_file *f);
+/* Child: the last descriptor of an inherited socket it never used went
+ * away: drop its reference in the owner. */
+IPX_RELAY_WEAK void ipx_relay_release(struct ipx_file *f);
+
+/* Child, IPX_RELAY files. */
+IPX_RELAY_WEAK int ipx_relay_accept(struct ipx_file *f, int fd, struct sockaddr *sa, socklen_t *len, int flags);
+IPX_RELAY_WEAK int ipx_relay_getname(struct ipx_file *f, bool peer, struct sockaddr *sa, socklen_t *len);
+IPX_RELAY_WEAK int ipx_relay_getsockopt(struct ipx_file *f, int fd, int level, int name, void *val,
+			 socklen_t *len);
+IPX_RELAY_WEAK int ipx_relay_setsockopt(struct ipx_file *f, int fd, int level, int name, const void *val,
+			 socklen_t len);
+IPX_RELAY_WEAK void ipx_relay_info_free(struct ipx_file *f);
+
+#endif
