@@ -34,6 +34,12 @@
  *                 now; "-" none, "?" unknown).
  *   status        reply: nic=, shared_ip=, pool=A-B, vfs=vf1:free,vf2:<app id>,...
  *   shutdown      librettod releases everything it holds and exits.
+ *   handover      keys: pid=K.  Sent by the runtime on its lease connection
+ *                 when K runs the stack from now on (the keeper made when
+ *                 the process running it exits, docs/runtime.md "Fork"; or
+ *                 a daemonized child that started it);
+ *                 K must be a child of the lease's pid or hold the lease
+ *                 connection, and becomes the lease's pid.
  */
 
 #define LIBRETTO_CONTROL_DIR "/run/librettos"

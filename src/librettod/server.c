@@ -1100,6 +1100,107 @@ static void cmd_status(struct conn *c)
 	send_reply(c, S.out, b.len, NULL, 0);
 }
 
+/*
+ * "handover pid=K" on a lease connection: K runs the application's TCP/IP
+ * stack from now on (the runtime's keeper, made when the process that ran
+ * it exits; or a daemonized child that started it).  K must be a child of
+ * the pid the lease names or hold the lease connection itself; from now on
+ * K is the application's pid.
+ */
+static bool is_child_of(pid_t pid, pid_t parent)
+{
+	char path[64], line[128];
+	bool yes = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return false;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "PPid:", 5) == 0) {
+			yes = atoi(line + 5) == (int)parent;
+			break;
+		}
+	}
+	fclose(f);
+	return yes;
+}
+
+/* pid has a descriptor on the socket whose inode is ino (/proc/pid/fd). */
+static bool pid_holds_ino(pid_t pid, unsigned long ino)
+{
+	char path[64], link[64];
+	struct dirent *e;
+	bool yes = false;
+	DIR *d;
+
+	if (ino == 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (d == NULL)
+		return false;
+	while (!yes && (e = readdir(d)) != NULL) {
+		ssize_t n = readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
+
+		if (n > 8) {
+			link[n] = '\0';
+			yes = strncmp(link, "socket:[", 8) == 0 && strtoul(link + 8, NULL, 10) == ino;
+		}
+	}
+	closedir(d);
+	return yes;
+}
+
+static void cmd_handover(struct conn *c, const struct kv *req)
+{
+	struct app *a = c->app;
+	const char *v = kv_get(req, "pid");
+	char *end;
+	long pid;
+	int fd;
+
+	if (a == NULL) {
+		reply_err(c, EINVAL, "handover is sent on a lease (the connection that registered)");
+		return;
+	}
+	pid = v ? strtol(v, &end, 10) : 0;
+	if (v == NULL || *end || pid <= 0 || pid > INT32_MAX) {
+		reply_err(c, EINVAL, "handover needs pid=N");
+		return;
+	}
+	/* A child of the application's pid, or (its parent already gone, as
+	 * after daemonize) a process that holds this lease's connection. */
+	if (!is_child_of((pid_t)pid, a->pid) && !pid_holds_ino((pid_t)pid, a->peer_ino)) {
+		reply_err(c, EPERM, "pid %ld is neither a child of the application's pid %d "
+			  "nor a holder of its lease", pid, (int)a->pid);
+		return;
+	}
+	fd = pidfd_open_pid((pid_t)pid);
+	if (fd < 0) {
+		reply_err(c, -fd, "cannot watch pid %ld", pid);
+		return;
+	}
+	if (a->pidfd >= 0) {
+		epoll_del(a->pidfd);
+		close(a->pidfd);
+	}
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &a->pid_ev };
+
+	if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		ld_log("app=%u: cannot watch pid %ld: %s", a->id, pid, strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	ld_log("app=%u name=%s: pid %d hands the lease over to its child %ld", a->id, a->name,
+	       (int)a->pid, pid);
+	a->pidfd = fd;
+	a->pid = (pid_t)pid;
+	a->alive = fd >= 0;
+	send_reply(c, "errno=0\n", 8, NULL, 0);
+}
+
 static void cmd_shutdown(struct conn *c)
 {
 	/* The socket is world-writable so that any user can lease a VF; only
@@ -1145,8 +1246,11 @@ static void handle_request(struct conn *c, const char *text, size_t len)
 		cmd_status(c);
 	else if (!strcmp(cmd, "shutdown"))
 		cmd_shutdown(c);
+	else if (!strcmp(cmd, "handover"))
+		cmd_handover(c, &req);
 	else
-		reply_err(c, EINVAL, "unknown command '%.40s' (register, ps, status, shutdown)", cmd);
+		reply_err(c, EINVAL, "unknown command '%.40s' (register, ps, status, shutdown, "
+			  "handover)", cmd);
 	kv_free(&req);
 }
 

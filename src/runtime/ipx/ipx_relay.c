@@ -1,8 +1,10 @@
 /* fork(): the owner's relay thread serves inherited sockets to forked children; the child's side of it. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -42,6 +44,8 @@ enum rl_type {
 	RL_ERR,		/* err = errno */
 	RL_CONN,	/* owner -> child on a listener channel: id, names, + fd */
 	RL_ACK,		/* child -> owner on a listener channel: id accepted */
+	RL_FORK,	/* child -> owner: about to fork; reply RL_OK with seq */
+	RL_FORK_DONE,	/* child -> owner: seq, id = the new pid (0: failed) */
 };
 
 enum rl_kind {
@@ -89,6 +93,7 @@ struct rl_child {
 	LIST_ENTRY(rl_child) link;
 	uint64_t seq;
 	pid_t pid;
+	pid_t parent;		/* the process that forked it */
 	int pidfd;
 	struct rl_ev pid_ev;
 	struct lsock **socks;	/* remote refs held for it; NULL: handed on */
@@ -157,6 +162,8 @@ static struct {
 	socklen_t alen;
 	uint64_t next_seq, next_id;
 	uint64_t pending_seq;	/* set around the wrapper's fork */
+	bool keeper_fork;	/* the fork in progress makes the keeper */
+	bool keeper;		/* this process is the keeper */
 	LIST_HEAD(, rl_child) children;
 	LIST_HEAD(, rl_ctl) ctls;
 	LIST_HEAD(, rl_listen) listens;
@@ -165,6 +172,10 @@ static struct {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.epfd = -1, .door = -1, .lfd = -1,
 };
+
+/* Set in the thread that runs the relay loop (lsock_relay_flush must not
+ * re-enter it). */
+static __thread bool rl_in_relay;
 
 /* Child side. */
 static uint64_t rl_my_seq;
@@ -302,8 +313,10 @@ static void rl_names(struct lsock *s, struct sockaddr_storage *l, socklen_t *ll,
 
 static void rl_pump_free(struct rl_pump *p)
 {
-	if (p->watching)
+	if (p->watching) {
 		lsock_watch_del(p->s, &p->watch);
+		lsock_set_relayed(p->s, false);
+	}
 	if (p->on_plist)
 		LIST_REMOVE(p, plink);
 	if (p->sub != NULL && !p->delivered)
@@ -357,7 +370,10 @@ static void rl_pump_start(struct rl_pump *p)
 	rl_ep(p->sp, &p->ev, p->spev, EPOLL_CTL_ADD);
 	lsock_watch_add(p->s, &p->watch);
 	p->watching = true;
+	lsock_set_relayed(p->s, true);
+	/* Data and a FIN may be queued already: look at once. */
 	atomic_store(&p->ready, true);
+	rl_ring();
 }
 
 static void rl_pump_service(struct rl_pump *p, uint32_t spevents)
@@ -438,8 +454,18 @@ static void rl_pump_service(struct rl_pump *p, uint32_t spevents)
 			break;
 		}
 		if (n == 0) {
+			/* EOF: the child closed its end (POLLHUP: both
+			 * directions are shut), which only drops its hold on
+			 * the connection, or it called shutdown(SHUT_WR),
+			 * which ends the connection's sending for every
+			 * holder, as on Linux. */
+			struct pollfd hp = { .fd = p->sp, .events = POLLIN };
+
 			p->tx_eof = true;
-			(void)lsock_shutdown(p->s, SHUT_WR);
+			if (real.poll(&hp, 1, 0) == 1 && (hp.revents & POLLHUP))
+				child_gone = true;
+			else
+				(void)lsock_shutdown(p->s, SHUT_WR);
 			break;
 		}
 		p->toff = 0;
@@ -460,6 +486,26 @@ static void rl_pump_service(struct rl_pump *p, uint32_t spevents)
 		p->spev = want;
 		rl_ep(p->sp, &p->ev, want, EPOLL_CTL_MOD);
 	}
+}
+
+/* lsock_relay_flush: the owner's program writes to a connection a child
+ * also writes to; what the child wrote first goes first. */
+static void rl_flush(struct lsock *s)
+{
+	struct rl_pump *p;
+
+	if (rl_in_relay)
+		return;
+	pthread_mutex_lock(&rl.lock);
+	LIST_FOREACH(p, &rl.pumps, link)
+		if (p->s == s && p->delivered && !p->dead)
+			break;
+	if (p != NULL) {
+		rl_in_relay = true;	/* the pump's own sends come back here */
+		rl_pump_service(p, 0);
+		rl_in_relay = false;
+	}
+	pthread_mutex_unlock(&rl.lock);
 }
 
 /* ---- listeners */
@@ -791,9 +837,9 @@ static void rl_ctl_free(struct rl_ctl *ctl)
 	free(ctl);
 }
 
-/* pid's parent is this process (/proc/pid/status), for a HELLO that came
- * before fork() returned here. */
-static bool rl_is_my_child(pid_t pid)
+/* pid's parent is parent (/proc/pid/status), for a HELLO that came
+ * before the fork's pid was known here. */
+static bool rl_is_child_of(pid_t pid, pid_t parent)
 {
 	char path[64], line[128];
 	bool yes = false;
@@ -805,12 +851,74 @@ static bool rl_is_my_child(pid_t pid)
 		return false;
 	while (fgets(line, sizeof(line), f) != NULL) {
 		if (strncmp(line, "PPid:", 5) == 0) {
-			yes = atoi(line + 5) == (int)getpid();
+			yes = atoi(line + 5) == (int)parent;
 			break;
 		}
 	}
 	fclose(f);
 	return yes;
+}
+
+static void rl_child_watch(struct rl_child *c)
+{
+	c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+	if (c->pidfd >= 0) {
+		(void)rl_fcntl(c->pidfd, F_SETFD, FD_CLOEXEC);
+		rl_ep(c->pidfd, &c->pid_ev, EPOLLIN, EPOLL_CTL_ADD);
+	}
+}
+
+/* A child is about to fork: its child inherits what it still holds (the
+ * sockets it attached are kernel descriptors, inherited as such). */
+static void rl_fork_request(struct rl_ctl *ctl)
+{
+	struct rl_child *p = ctl->child, *c = calloc(1, sizeof(*c));
+	struct rl_msg r = { .type = RL_ERR, .err = ENOMEM };
+
+	if (c != NULL && p->nsocks > 0 &&
+	    (c->socks = calloc((size_t)p->nsocks, sizeof(*c->socks))) == NULL) {
+		free(c);
+		c = NULL;
+	}
+	if (c != NULL) {
+		for (int i = 0; i < p->nsocks; i++) {
+			if (p->socks[i] != NULL) {
+				c->socks[c->nsocks++] = p->socks[i];
+				lsock_remote_get(p->socks[i]);
+			}
+		}
+		c->seq = ++rl.next_seq;
+		c->parent = p->pid;
+		c->pidfd = -1;
+		c->pid_ev.tag = RL_T_PID;
+		c->pid_ev.obj = c;
+		LIST_INSERT_HEAD(&rl.children, c, link);
+		r.type = RL_OK;
+		r.err = 0;
+		r.seq = c->seq;
+	}
+	(void)rl_send(ctl->fd, &r, -1, MSG_DONTWAIT);
+}
+
+static void rl_child_free(struct rl_child *c);
+
+static void rl_fork_done(uint64_t seq, pid_t pid)
+{
+	struct rl_child *c;
+
+	LIST_FOREACH(c, &rl.children, link)
+		if (c->seq == seq)
+			break;
+	if (c == NULL)
+		return;
+	if (pid <= 0) {
+		rl_child_free(c);
+		return;
+	}
+	if (c->pid == 0)
+		c->pid = pid;
+	if (c->pidfd < 0)
+		rl_child_watch(c);
 }
 
 static void rl_ctl_service(struct rl_ctl *ctl)
@@ -838,7 +946,7 @@ static void rl_ctl_service(struct rl_ctl *ctl)
 			if (real.getsockopt(ctl->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
 				LIST_FOREACH(c, &rl.children, link)
 					if (c->seq == m.seq && (c->pid == cr.pid ||
-								(c->pid == 0 && rl_is_my_child(cr.pid))))
+								(c->pid == 0 && rl_is_child_of(cr.pid, c->parent))))
 						break;
 				if (c != NULL) {
 					c->pid = cr.pid;
@@ -850,6 +958,10 @@ static void rl_ctl_service(struct rl_ctl *ctl)
 			(void)rl_send(ctl->fd, &r, -1, MSG_DONTWAIT);
 		} else if (m.type == RL_ATTACH && ctl->child != NULL) {
 			rl_attach(ctl, &m);
+		} else if (m.type == RL_FORK && ctl->child != NULL) {
+			rl_fork_request(ctl);
+		} else if (m.type == RL_FORK_DONE && ctl->child != NULL) {
+			rl_fork_done(m.seq, (pid_t)m.id);
 		} else if (m.type == RL_RELEASE && ctl->child != NULL) {
 			struct lsock *s;
 
@@ -906,12 +1018,27 @@ static void rl_accept_ctl(void)
 	}
 }
 
+/* The keeper's work is done when no child holds anything any more. */
+static bool rl_idle(void)
+{
+	return LIST_EMPTY(&rl.children) && LIST_EMPTY(&rl.pumps) && LIST_EMPTY(&rl.listens);
+}
+
 static void *rl_main(void *arg)
 {
 	struct epoll_event evs[64];
 
 	(void)arg;
+	rl_in_relay = true;
 	for (;;) {
+		if (rl.keeper) {
+			pthread_mutex_lock(&rl.lock);
+			bool idle = rl_idle();
+
+			pthread_mutex_unlock(&rl.lock);
+			if (idle)
+				return NULL;
+		}
 		int n = real.epoll_wait(rl.epfd, evs, 64, -1);
 
 		if (n < 0) {
@@ -926,8 +1053,9 @@ static void *rl_main(void *arg)
 		for (int i = 0; i < n; i++) {
 			struct rl_ev *ev = evs[i].data.ptr;
 			uint32_t e = evs[i].events;
+			enum rl_tag tag = ev->tag;
 
-			switch (ev->tag) {
+			switch (tag) {
 			case RL_T_DOOR:
 				door = true;
 				break;
@@ -950,13 +1078,14 @@ static void *rl_main(void *arg)
 				rl_listen_service(ev->obj);
 				break;
 			}
-			/* A freed object may still have an event in this batch:
-			 * objects are freed only through paths that delete their
-			 * registration, and epoll_wait returned before; so stop
-			 * after anything that can free, and go round again. */
-			if (ev->tag != RL_T_DOOR && ev->tag != RL_T_LFD) {
+			/* A handler may free objects that still have an event
+			 * later in this batch (and ev itself): stop after any
+			 * handler that can free and go round again (the events
+			 * are level-triggered, nothing is lost); only the two
+			 * static events are looked at without following them. */
+			if (tag != RL_T_DOOR && tag != RL_T_LFD) {
 				for (int j = i + 1; j < n; j++)
-					if (((struct rl_ev *)evs[j].data.ptr)->tag == RL_T_DOOR)
+					if (evs[j].data.ptr == &rl.door_ev)
 						door = true;
 				break;
 			}
@@ -993,7 +1122,11 @@ static void rl_atfork_prepare(void)
 
 static void rl_atfork_parent(void)
 {
-	pthread_mutex_unlock(&rl.lock);
+	/* After forking the keeper this process keeps the relay locked
+	 * until it is gone: its relay thread must not take a child's
+	 * request that only the keeper can serve from now on. */
+	if (!rl.keeper_fork)
+		pthread_mutex_unlock(&rl.lock);
 }
 
 /*
@@ -1009,6 +1142,11 @@ static void rl_atfork_child(void)
 	struct rl_pump *p;
 	bool was_owner = stack_active() && !ipx_relay_child;
 
+	if (rl.keeper_fork) {
+		/* The keeper goes on with everything (rl_keeper_main). */
+		pthread_mutex_unlock(&rl.lock);
+		return;
+	}
 	LIST_FOREACH(ctl, &rl.ctls, link)
 		real.close(ctl->fd);
 	LIST_FOREACH(c, &rl.children, link)
@@ -1039,9 +1177,10 @@ static void rl_atfork_child(void)
 		real.close(rl_ctl_fd);
 		rl_ctl_fd = -1;
 	}
-	/* Only a fork through our wrapper is known to the owner; a child of
-	 * a child has no relay (ipx_relay.h). */
-	rl_my_seq = was_owner ? rl.pending_seq : 0;
+	/* Only a fork through our wrapper is known to the owner (the wrapper
+	 * set pending_seq; 0 for the C library's own forks). */
+	rl_my_seq = rl.pending_seq;
+	rl.pending_seq = 0;
 	if (was_owner || ipx_relay_child)
 		ipx_relay_child = true;
 	pthread_mutex_init(&rl_child_lock, NULL);
@@ -1075,6 +1214,7 @@ static int rl_start(void)
 		goto fail;
 	}
 	(void)ipx_private_add(rl.lfd);
+	lsock_relay_flush = rl_flush;
 	rl.door_ev.tag = RL_T_DOOR;
 	rl.lfd_ev.tag = RL_T_LFD;
 	rl_ep(rl.door, &rl.door_ev, EPOLLIN, EPOLL_CTL_ADD);
@@ -1176,14 +1316,49 @@ static void rl_register_atfork(void)
 	(void)pthread_atfork(rl_atfork_prepare, rl_atfork_parent, rl_atfork_child);
 }
 
+static int rl_child_connect(void);
+
+/* A child about to fork: the owner makes a record for the grandchild. */
+static void rl_fork_prepare_child(void)
+{
+	struct rl_msg m = { .type = RL_FORK };
+	int fd;
+
+	pthread_mutex_lock(&rl_child_lock);
+	rl.pending_seq = 0;
+	if (rl_child_connect() == 0 && rl_send(rl_ctl_fd, &m, -1, 0) == 0 &&
+	    rl_recv(rl_ctl_fd, &m, &fd, 0) > 0 && m.type == RL_OK)
+		rl.pending_seq = m.seq;
+	pthread_mutex_unlock(&rl_child_lock);
+}
+
+static void rl_pending_fork_done(pid_t pid)
+{
+	struct rl_msg m = { .type = RL_FORK_DONE };
+
+	if (rl.pending_seq == 0)
+		return;
+	m.seq = rl.pending_seq;
+	m.id = pid > 0 ? (uint64_t)pid : 0;
+	rl.pending_seq = 0;
+	pthread_mutex_lock(&rl_child_lock);
+	if (rl_ctl_fd >= 0)
+		(void)rl_send(rl_ctl_fd, &m, -1, 0);
+	pthread_mutex_unlock(&rl_child_lock);
+}
+
 IPX_EXPORT pid_t fork(void)
 {
 	struct rl_child *c = NULL;
+	bool as_child;
 	pid_t pid;
 
 	real_init();
 	pthread_once(&rl_once, rl_register_atfork);
-	if (stack_active() && !ipx_relay_child) {
+	as_child = ipx_relay_child;
+	if (as_child) {
+		rl_fork_prepare_child();
+	} else if (stack_active()) {
 		pthread_mutex_lock(&rl.lock);
 		int err = rl_start();
 
@@ -1194,28 +1369,160 @@ IPX_EXPORT pid_t fork(void)
 			/* Listed before the fork: the child may say HELLO before
 			 * fork() returns here. */
 			c->seq = rl.pending_seq = ++rl.next_seq;
+			c->parent = getpid();
 			LIST_INSERT_HEAD(&rl.children, c, link);
 		}
 		pthread_mutex_unlock(&rl.lock);
 	}
 	pid = real.fork();
-	if (pid != 0) {
-		pthread_mutex_lock(&rl.lock);
-		rl.pending_seq = 0;
-		if (c != NULL && pid < 0) {
-			LIST_REMOVE(c, link);
-			rl_child_abort(c);
-		} else if (c != NULL) {
-			c->pid = pid;
-			c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-			if (c->pidfd >= 0) {
-				(void)rl_fcntl(c->pidfd, F_SETFD, FD_CLOEXEC);
-				rl_ep(c->pidfd, &c->pid_ev, EPOLLIN, EPOLL_CTL_ADD);
-			}
+	if (pid == 0)
+		return 0;
+	if (as_child) {
+		rl_pending_fork_done(pid);
+		return pid;
+	}
+	pthread_mutex_lock(&rl.lock);
+	rl.pending_seq = 0;
+	if (c != NULL && pid < 0) {
+		LIST_REMOVE(c, link);
+		rl_child_abort(c);
+	} else if (c != NULL) {
+		c->pid = pid;
+		rl_child_watch(c);
+	}
+	pthread_mutex_unlock(&rl.lock);
+	return pid;
+}
+
+/* Whether fd is one the keeper must keep: the runtime's own. */
+static bool rl_keeper_keeps(int fd)
+{
+	struct rl_ctl *ctl;
+	struct rl_child *c;
+	struct rl_listen *l;
+	struct rl_sub *sub;
+	struct rl_pump *p;
+
+	if (fd == rl.epfd || fd == rl.door || ipx_fd_private(fd))
+		return true;
+	LIST_FOREACH(ctl, &rl.ctls, link)
+		if (ctl->fd == fd)
+			return true;
+	LIST_FOREACH(c, &rl.children, link)
+		if (c->pidfd == fd)
+			return true;
+	LIST_FOREACH(l, &rl.listens, link) {
+		if (l->kfd == fd)
+			return true;
+		LIST_FOREACH(sub, &l->subs, link)
+			if (sub->ch == fd)
+				return true;
+	}
+	LIST_FOREACH(p, &rl.pumps, link)
+		if (p->sp == fd || p->child_end == fd)
+			return true;
+	return false;
+}
+
+/*
+ * The keeper: the exiting owner's copy, made at its exit, that runs the
+ * stack for the children still using it and ends when they are done.  It
+ * holds nothing of the program's: its descriptors other than the
+ * runtime's are closed (the program's sockets as the program's exit would
+ * close them: those the children hold stay open), stdin/out/err are
+ * /dev/null, signals are back to their defaults, and it has its own
+ * session.
+ */
+static void __attribute__((noreturn)) rl_keeper_main(void)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	sigset_t none;
+	char path[64];
+	DIR *d;
+
+	rl.keeper = true;
+	(void)setsid();
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			(void)real.sigaction(sig, &dfl, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	/* The program's sockets and epoll sets: closed as by its exit. */
+	for (int fd = 0, lim = fdtab_limit(); fd < lim; fd++) {
+		struct ipx_file *f = fdtab_peek(fd);
+
+		if (f != NULL && f != &ipx_private && (f->kind == IPX_SOCK || f->kind == IPX_EPOLL))
+			(void)close(fd);
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd");
+	d = opendir(path);
+	if (d != NULL) {
+		int dfd = dirfd(d), fds[1024], n = 0;
+		struct dirent *e;
+
+		while ((e = readdir(d)) != NULL && n < 1024) {
+			int fd = atoi(e->d_name);
+
+			if (e->d_name[0] != '.' && fd != dfd && fd > 2)
+				fds[n++] = fd;
 		}
+		closedir(d);
+		pthread_mutex_lock(&rl.lock);
+		for (int i = 0; i < n; i++)
+			if (fdtab_peek(fds[i]) == NULL && !rl_keeper_keeps(fds[i]))
+				real.close(fds[i]);
 		pthread_mutex_unlock(&rl.lock);
 	}
-	return pid;
+	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	for (int fd = 0; nul >= 0 && fd < 3; fd++)
+		if (fdtab_peek(fd) == NULL)
+			(void)real.dup2(nul, fd);
+	if (nul > 2)
+		real.close(nul);
+	lsock_fork_owner();
+	if (stack_keeper_child() < 0)
+		_exit(1);
+	rl_main(NULL);
+	lsock_close_all();
+	_exit(0);
+}
+
+/*
+ * Process exit in the owner (lsock.c's exit handler asks): if forked
+ * children still use sockets this process serves, fork the keeper and
+ * return true (this process then leaves the sockets alone); false if there
+ * is nothing to keep or the keeper could not be made.
+ */
+bool ipx_relay_exit_hook(void)
+{
+	bool need;
+	pid_t pid;
+
+	if (!stack_active() || ipx_relay_child)
+		return false;
+	pthread_mutex_lock(&rl.lock);
+	need = rl.running && !rl_idle();
+	pthread_mutex_unlock(&rl.lock);
+	if (!need)
+		return false;
+	stack_keeper_prepare();
+	rl.keeper_fork = true;
+	pid = real.fork();
+	if (pid == 0)
+		rl_keeper_main();
+	if (pid < 0) {
+		int err = errno;
+
+		rl.keeper_fork = false;
+		pthread_mutex_unlock(&rl.lock);	/* rl_atfork_parent kept it */
+		rl_log("%s: %s", "cannot fork a keeper for the sockets forked children still use",
+		       err);
+		stack_keeper_abort();
+		return false;
+	}
+	stack_keeper_parent(pid);
+	return true;
 }
 
 /* daemon(3) forks inside the C library, past our wrapper: do it here. */
@@ -1225,8 +1532,11 @@ IPX_EXPORT int daemon(int nochdir, int noclose)
 
 	if (pid < 0)
 		return -1;
-	if (pid > 0)
+	if (pid > 0) {
+		/* _exit runs no exit handlers: the keeper is made here. */
+		(void)ipx_relay_exit_hook();
 		_exit(0);
+	}
 	if (setsid() < 0)
 		return -1;
 	if (!nochdir && chdir("/") < 0) {
@@ -1411,6 +1721,38 @@ void ipx_relay_info_free(struct ipx_file *f)
 	f->relay = NULL;
 }
 
+/*
+ * The process that served this listener is gone (killed: its exit path
+ * would have made a keeper).  Say so once and put a listener that never
+ * becomes ready in its place, so that an event loop does not spin on the
+ * channel's end of file.
+ */
+static void rl_listener_dead(int fd)
+{
+	static atomic_bool said;
+	struct sockaddr_in lo = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int (*rf)(int, int, ...) = (int (*)(int, int, ...))real.fcntl;
+	int k, fdfl, flfl;
+	void *old;
+
+	if (!atomic_exchange(&said, true))
+		fprintf(stderr, "libretto: pid %d: the process that ran the TCP/IP stack is gone; "
+			"inherited listeners accept nothing more\n", (int)getpid());
+	k = real.socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (k < 0)
+		return;
+	fdfl = rf(fd, F_GETFD, 0L);
+	flfl = rf(fd, F_GETFL, 0L);
+	if (real.bind(k, (struct sockaddr *)&lo, sizeof(lo)) == 0 && real.listen(k, 1) == 0 &&
+	    real.dup3(k, fd, fdfl >= 0 && (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) >= 0) {
+		if (flfl >= 0)
+			(void)rf(fd, F_SETFL, (long)(flfl & O_NONBLOCK));
+		if (fdtab_swap(fd, NULL, &old) == 0 && old != NULL)
+			ipx_detach(old);
+	}
+	real.close(k);
+}
+
 int ipx_relay_accept(struct ipx_file *f, int fd, struct sockaddr *sa, socklen_t *len, int flags)
 {
 	struct ipx_relay_info *ri = f->relay;
@@ -1426,8 +1768,10 @@ int ipx_relay_accept(struct ipx_file *f, int fd, struct sockaddr *sa, socklen_t 
 		n = rl_recv(fd, &m, &cfd, 0);
 		if (n < 0)
 			return (int)n;
-		if (n == 0)
-			return -ENETDOWN;	/* the owner is gone */
+		if (n == 0) {
+			rl_listener_dead(fd);
+			return -ENETDOWN;
+		}
 		if (m.type == RL_CONN && cfd >= 0)
 			break;
 		if (cfd >= 0)

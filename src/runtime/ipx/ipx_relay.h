@@ -70,5 +70,8 @@ IPX_RELAY_WEAK int ipx_relay_getsockopt(struct ipx_file *f, int fd, int level, i
 IPX_RELAY_WEAK int ipx_relay_setsockopt(struct ipx_file *f, int fd, int level, int name, const void *val,
 			 socklen_t len);
 IPX_RELAY_WEAK void ipx_relay_info_free(struct ipx_file *f);
+/* Owner, at exit (lsock.c): hand the sockets children still use to a
+ * keeper; true if it did (this process must leave them alone). */
+bool ipx_relay_exit_hook(void);
 
 #endif

@@ -57,6 +57,11 @@ struct nic_ops {
 	int (*wait_fd)(struct nic *nic);
 	/* Push out anything queued for TX (e.g. sendto on the XSK fd). */
 	int (*kick)(struct nic *nic);
+	/* Optional.  keep: let the next fork() child inherit the device's
+	 * memory (rings, UMEM) at the same addresses, so it can take over the
+	 * NIC exactly where this process stopped (the stack's keeper, see
+	 * stack_keeper_prepare); !keep: back to children getting none. */
+	void (*fork_keep)(struct nic *nic, bool keep);
 };
 
 struct nic {

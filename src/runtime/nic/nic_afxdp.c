@@ -233,6 +233,18 @@ fail:
 	return err;
 }
 
+static void afxdp_fork_keep(struct nic *nic, bool keep)
+{
+	struct afxdp *x = nic->priv;
+	int advice = keep ? MADV_DOFORK : MADV_DONTFORK;
+
+	for (int i = 0; i < 4; i++)
+		if (x->map[i] && x->map[i] != MAP_FAILED)
+			madvise(x->map[i], x->map_len[i], advice);
+	if (x->umem && x->umem != MAP_FAILED)
+		madvise(x->umem, x->umem_size, advice);
+}
+
 static void afxdp_quiesce(struct nic *nic)
 {
 	struct afxdp *x = nic->priv;
@@ -397,6 +409,7 @@ static int afxdp_kick(struct nic *nic)
 const struct nic_ops nic_afxdp_ops = {
 	.name = "afxdp",
 	.open = afxdp_open,
+	.fork_keep = afxdp_fork_keep,
 	.quiesce = afxdp_quiesce,
 	.close = afxdp_close,
 	.rx = afxdp_rx,

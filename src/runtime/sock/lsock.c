@@ -461,6 +461,13 @@ bool lsock_fd_put_kfd(struct lsock *s, int kfd)
 	return false;
 }
 
+void (*lsock_relay_flush)(struct lsock *s);
+
+void lsock_set_relayed(struct lsock *s, bool on)
+{
+	atomic_store_explicit(&s->relayed, on, memory_order_release);
+}
+
 void lsock_remote_get(struct lsock *s)
 {
 	lsock_hold(s);
@@ -536,13 +543,11 @@ static bool ls_tcp_unacked_locked(void)
  * Signals are deferred while a thread holds the stack lock, so a handler
  * calling exit() never finds the lock held by its own thread.
  */
-__attribute__((destructor)) static void ls_exit_close(void)
+void lsock_close_all(void)
 {
 	struct lsock *s;
 	bool pending;
 
-	if (!stack_active() || atomic_load(&ls_forked))
-		return;
 	stack_lock();
 	while ((s = LIST_FIRST(&ls_open_list)) != NULL) {
 		ls_open_unlink(s);
@@ -572,6 +577,24 @@ __attribute__((destructor)) static void ls_exit_close(void)
 		pending = ls_tcp_unacked_locked();
 		stack_unlock();
 	}
+}
+
+/* Weak: the unit tests link the socket layer without the relay. */
+extern bool ipx_relay_exit_hook(void) __attribute__((weak));
+
+__attribute__((destructor)) static void ls_exit_close(void)
+{
+	if (!stack_active() || atomic_load(&ls_forked))
+		return;
+	/* Forked children still use our sockets: a keeper takes them over. */
+	if (ipx_relay_exit_hook != NULL && ipx_relay_exit_hook())
+		return;
+	lsock_close_all();
+}
+
+void lsock_fork_owner(void)
+{
+	atomic_store(&ls_forked, false);
 }
 
 int lsock_kfd(const struct lsock *s)
@@ -818,6 +841,9 @@ ssize_t lsock_sendmsg(struct lsock *s, const struct msghdr *msg, int flags)
 		return -EMSGSIZE;
 	if (ls_iov_total(msg) == SSIZE_MAX)
 		return -EINVAL;
+	/* What a forked child wrote before us goes first (lsock.h). */
+	if (atomic_load_explicit(&s->relayed, memory_order_acquire) && lsock_relay_flush != NULL)
+		lsock_relay_flush(s);
 	if (s->type == SOCK_STREAM)
 		return ls_tcp_sendmsg(s, msg, flags);
 	return ls_udp_sendmsg(s, msg, flags);

@@ -101,8 +101,26 @@ int lsock_remote_refs(struct lsock *s);
  * false (the caller closes kfd). */
 bool lsock_fd_put_kfd(struct lsock *s, int kfd);
 void lsock_own_kfd(struct lsock *s, int kfd);
+/*
+ * Ordering with a forked child: bytes a child wrote to a relayed
+ * connection (ipx_relay.c) must reach TCP before bytes this process writes
+ * later, as they would on one kernel socket.  While lsock_set_relayed(s,
+ * true), lsock_sendmsg() first calls lsock_relay_flush(s) (set by the
+ * relay; it moves what the child queued into the connection, and does
+ * nothing when called from the relay itself).
+ */
+extern void (*lsock_relay_flush)(struct lsock *s);
+void lsock_set_relayed(struct lsock *s, bool on);
+
 /* The socket is a listener (listen() succeeded and it was not closed). */
 bool lsock_is_listener(struct lsock *s);
+
+/* Process exit's close of every socket (FIN or RST to the peers, then a
+ * bounded wait for their acknowledgement); the keeper calls it at its end. */
+void lsock_close_all(void);
+/* The keeper (a forked copy) runs the stack from now on: it owns the
+ * ports and the region's connection table again. */
+void lsock_fork_owner(void);
 
 /* lsock_accept() flag for internal callers: never block, whatever the
  * socket's O_NONBLOCK (the relay thread accepts for forked children). */

@@ -48,6 +48,7 @@ struct lsock {
 	int fd_refs;		/* descriptors naming this description */
 	int remote_refs;	/* forked children / relay holding it (lsock.h) */
 	bool kfd_owned;		/* kfd was handed over by lsock_own_kfd() */
+	atomic_bool relayed;	/* a forked child writes to it through the relay */
 	int kfd;
 	int type;		/* SOCK_STREAM or SOCK_DGRAM */
 	int domain;		/* AF_INET, or AF_INET6 (IPv4 through mapped addresses) */

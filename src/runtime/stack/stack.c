@@ -19,8 +19,10 @@
 #include <lwip/netif.h>
 #include <lwip/pbuf.h>
 #include <lwip/etharp.h>
+#include <lwip/timeouts.h>
 #include <netif/ethernet.h>
 
+#include "common/kv.h"
 #include "ipx/real.h"
 #include "nic/nic.h"
 #include "stack/stack.h"
@@ -51,6 +53,7 @@ struct stack {
 	 * thread that sees it also sees the netif and the NIC). */
 	atomic_bool active;
 	bool leased;             /* stack_init() took a lease */
+	pid_t lease_pid;         /* the process that took it (librettod's pid for the app) */
 	atomic_int start_state;  /* enum stack_start_state */
 	/* Serializes stack_start(); also taken around fork() so a child never
 	 * copies a half-started stack. */
@@ -653,6 +656,7 @@ int stack_init(void)
 		goto fail;
 	}
 	stack.leased = true;
+	stack.lease_pid = getpid();
 	return 0;
 
 fail:
@@ -665,13 +669,22 @@ fail:
  * serve one process only.  The first process to start the stack claims it
  * in the shared region.  Returns 0 or -ENETDOWN with the reason printed.
  */
+static int stack_lease_handover(pid_t pid);
+
 static int stack_claim_nic(void)
 {
 	uint32_t owner = 0, me = (uint32_t)getpid();
 
 	if (__atomic_compare_exchange_n(&stack.region->owner_pid, &owner, me, false,
-					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) || owner == me)
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) || owner == me) {
+		/* A child forked before the stack started (redis's
+		 * daemonize): it is the application from now on, for `libretto
+		 * ps` too (librettod accepts a direct child only; a deeper
+		 * descendant stays shown under the lease's pid). */
+		if (getpid() != stack.lease_pid)
+			(void)stack_lease_handover(getpid());
 		return 0;
+	}
 	fprintf(stderr, "libretto: pid %u cannot start the TCP/IP stack: the NIC of this "
 		"lease is owned by pid %u (the first process of the lease to use it); "
 		"this process's TCP/IP sockets fail with ENETDOWN\n", me, owner);
@@ -745,4 +758,91 @@ int stack_start(void)
 	}
 	pthread_mutex_unlock(&stack.start_lock);
 	return state == STACK_RUNNING ? 0 : -ENETDOWN;
+}
+
+/* ------------------------------------------------------------ keeper */
+
+void stack_keeper_prepare(void)
+{
+	/* The receive path and linkoutput check nic_ok under their locks,
+	 * which the fork handlers take: from the fork on, this process sends
+	 * and receives nothing, and the keeper's copy of the NIC state is the
+	 * NIC's. */
+	atomic_store(&stack.nic_ok, false);
+	if (stack.nic.ops->fork_keep)
+		stack.nic.ops->fork_keep(&stack.nic, true);
+}
+
+void stack_keeper_abort(void)
+{
+	if (stack.nic.ops->fork_keep)
+		stack.nic.ops->fork_keep(&stack.nic, false);
+	atomic_store(&stack.nic_ok, true);
+}
+
+/* Tell librettod that pid (a child of the lease's pid) is the
+ * application's process now; 0 or -errno. */
+static int stack_lease_handover(pid_t pid)
+{
+	char req[64], rep[512];
+	int n;
+
+	if (stack.lease.ctl_fd < 0)
+		return -EBADF;
+	n = snprintf(req, sizeof(req), "handover\npid=%d\n", (int)pid);
+	if (ctl_send(stack.lease.ctl_fd, req, (size_t)n, NULL, 0) < 0 ||
+	    ctl_recv(stack.lease.ctl_fd, rep, sizeof(rep), NULL, NULL) < 0)
+		return -EIO;
+	return strstr(rep, "errno=0") != NULL ? 0 : -EPERM;
+}
+
+void stack_keeper_parent(pid_t keeper)
+{
+	if (stack.nic.ops->fork_keep)
+		stack.nic.ops->fork_keep(&stack.nic, false);
+	if (stack_lease_handover(keeper) < 0)
+		fprintf(stderr, "libretto: librettod did not take the hand-over of the lease to "
+			"pid %d (libretto ps may show the application as exited)\n", (int)keeper);
+}
+
+/* lwIP's timers, which its tcpip thread ran in the parent. */
+static void *stack_timer_main(void *arg)
+{
+	(void)arg;
+	while (!atomic_load_explicit(&stack.stopping, memory_order_relaxed)) {
+		u32_t ms;
+
+		stack_lock();
+		sys_check_timeouts();
+		ms = sys_timeouts_sleeptime();
+		stack_unlock();
+		if (ms > 50)
+			ms = 50;
+		struct timespec ts = { 0, (long)ms * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+int stack_keeper_child(void)
+{
+	pthread_t tid;
+	sigset_t all, old;
+	int err;
+
+	__atomic_store_n(&stack.region->owner_pid, (uint32_t)getpid(), __ATOMIC_RELEASE);
+	if (stack.nic.ops->fork_keep)
+		stack.nic.ops->fork_keep(&stack.nic, false);
+	atomic_store(&stack.stopping, false);
+	atomic_store(&stack.nic_ok, true);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&tid, NULL, stack_timer_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		fprintf(stderr, "libretto: keeper: cannot start lwIP's timers: %s\n", strerror(err));
+		return -err;
+	}
+	pthread_detach(tid);
+	return stack_start_progress();
 }

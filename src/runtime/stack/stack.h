@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <netinet/in.h>
+#include <sys/types.h>
 
 #include "libretto/region.h"
 
@@ -121,6 +122,25 @@ void stack_port_del(uint8_t proto, uint16_t port);
  */
 bool stack_fd_is_private(int fd);
 int stack_ctl_fd(void);
+
+/*
+ * The keeper (ipx_relay.c): the process that runs the stack exits while
+ * forked children still use sockets it serves (nginx's `daemon on`: the
+ * parent exits right after fork).  It forks a keeper, a copy of itself
+ * that goes on running the stack exactly where the parent stopped:
+ *  stack_keeper_prepare()  before that fork: stop using the NIC here and
+ *                          let the child inherit the NIC's memory;
+ *  stack_keeper_abort()    the fork failed: use the NIC again;
+ *  stack_keeper_parent(k)  in the exiting parent: tell librettod that pid
+ *                          k holds the lease now; this process stays off
+ *                          the NIC until it is gone;
+ *  stack_keeper_child()    in the keeper: claim the NIC and the region,
+ *                          restart the progress thread and lwIP's timers.
+ */
+void stack_keeper_prepare(void);
+void stack_keeper_abort(void);
+void stack_keeper_parent(pid_t keeper);
+int stack_keeper_child(void);
 
 /*
  * Addition (signals, implemented in ipx/ipx_signal.c): stack_lock() counts
