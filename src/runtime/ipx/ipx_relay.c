@@ -46,18 +46,27 @@ enum rl_type {
 	RL_ACK,		/* child -> owner on a listener channel: id accepted */
 	RL_FORK,	/* child -> owner: about to fork; reply RL_OK with seq */
 	RL_FORK_DONE,	/* child -> owner: seq, id = the new pid (0: failed) */
+	RL_SOCKET,	/* child -> owner: a new TCP socket (kind = domain, seq = SO_REUSE* bits) */
+	RL_BIND,	/* child -> owner: id, local = the address */
+	RL_LISTEN,	/* child -> owner: id, kind = backlog */
+	RL_CONNECT,	/* child -> owner: id, peer = the address; reply when it is known */
 };
 
 enum rl_kind {
 	RL_KIND_LISTEN = 1,	/* the fd is a listener channel */
 	RL_KIND_CONN,		/* the fd is a relayed connection */
 	RL_KIND_KERNEL,		/* the fd is a kernel TCP socket (loopback client) */
+	RL_KIND_NEW,		/* child: a socket it made, not listening or connected yet */
 };
+
+#define RL_REUSEADDR 1
+#define RL_REUSEPORT 2
 
 struct rl_msg {
 	uint32_t type;
 	uint32_t kind;
 	uint64_t seq;
+	uint64_t req;		/* a request's number, echoed by its reply */
 	uint64_t id;
 	int32_t err;
 	uint32_t llen, plen;
@@ -66,8 +75,9 @@ struct rl_msg {
 
 /* What a child knows about a relayed descriptor (ipx_file.relay). */
 struct ipx_relay_info {
-	int kind;		/* RL_KIND_LISTEN or RL_KIND_CONN */
+	int kind;		/* RL_KIND_LISTEN, RL_KIND_CONN or RL_KIND_NEW */
 	int domain;
+	uint64_t oid;		/* RL_KIND_NEW: the owner's socket, once made */
 	struct sockaddr_storage local, peer;
 	socklen_t llen, plen;
 	/* Options set by the program that the relay does not act on (the
@@ -108,6 +118,17 @@ struct rl_ctl {
 };
 
 struct rl_pump;
+
+/* A child's connect() the owner's stack is still making. */
+struct rl_pend {
+	LIST_ENTRY(rl_pend) link;
+	struct lsock *s;		/* the child's ref, taken from its record */
+	struct lsock_watch watch;
+	atomic_bool ready;
+	struct rl_ctl *ctl;		/* where to answer; NULL once it is gone */
+	struct rl_child *child;
+	uint64_t req, id;
+};
 
 struct rl_listen {
 	LIST_ENTRY(rl_listen) link;
@@ -168,6 +189,7 @@ static struct {
 	LIST_HEAD(, rl_ctl) ctls;
 	LIST_HEAD(, rl_listen) listens;
 	LIST_HEAD(, rl_pump) pumps;
+	LIST_HEAD(, rl_pend) pends;
 } rl = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.epfd = -1, .door = -1, .lfd = -1,
@@ -824,6 +846,7 @@ static void rl_attach(struct rl_ctl *ctl, const struct rl_msg *req)
 reply:
 	m.err = -err;
 	m.id = req->id;
+	m.req = req->req;
 	(void)rl_send(ctl->fd, &m, fd, 0);
 	if (fd >= 0)
 		real.close(fd);
@@ -831,6 +854,11 @@ reply:
 
 static void rl_ctl_free(struct rl_ctl *ctl)
 {
+	struct rl_pend *pd;
+
+	LIST_FOREACH(pd, &rl.pends, link)
+		if (pd->ctl == ctl)
+			pd->ctl = NULL;
 	rl_ep(ctl->fd, &ctl->ev, 0, EPOLL_CTL_DEL);
 	real.close(ctl->fd);
 	LIST_REMOVE(ctl, link);
@@ -870,7 +898,7 @@ static void rl_child_watch(struct rl_child *c)
 
 /* A child is about to fork: its child inherits what it still holds (the
  * sockets it attached are kernel descriptors, inherited as such). */
-static void rl_fork_request(struct rl_ctl *ctl)
+static void rl_fork_request(struct rl_ctl *ctl, uint64_t m_req)
 {
 	struct rl_child *p = ctl->child, *c = calloc(1, sizeof(*c));
 	struct rl_msg r = { .type = RL_ERR, .err = ENOMEM };
@@ -897,6 +925,7 @@ static void rl_fork_request(struct rl_ctl *ctl)
 		r.err = 0;
 		r.seq = c->seq;
 	}
+	r.req = m_req;
 	(void)rl_send(ctl->fd, &r, -1, MSG_DONTWAIT);
 }
 
@@ -919,6 +948,179 @@ static void rl_fork_done(uint64_t seq, pid_t pid)
 		c->pid = pid;
 	if (c->pidfd < 0)
 		rl_child_watch(c);
+}
+
+/* ---- sockets a child makes after the fork */
+
+static void rl_reply(struct rl_ctl *ctl, const struct rl_msg *req, int err, int fd,
+		     struct lsock *names)
+{
+	struct rl_msg m = { .type = err ? RL_ERR : RL_OK, .err = -err };
+
+	m.req = req->req;
+	m.id = req->id;
+	if (names != NULL)
+		rl_names(names, &m.local, &m.llen, &m.peer, &m.plen);
+	if (ctl != NULL)
+		(void)rl_send(ctl->fd, &m, fd, 0);
+}
+
+/* The socket id in c's record, left there, or NULL. */
+static struct lsock *rl_child_find(struct rl_child *c, uint64_t id)
+{
+	for (int i = 0; c != NULL && i < c->nsocks; i++)
+		if (c->socks[i] != NULL && (uint64_t)(uintptr_t)c->socks[i] == id)
+			return c->socks[i];
+	return NULL;
+}
+
+static int rl_child_add(struct rl_child *c, struct lsock *s)
+{
+	for (int i = 0; i < c->nsocks; i++) {
+		if (c->socks[i] == NULL) {
+			c->socks[i] = s;
+			return 0;
+		}
+	}
+	void *q = realloc(c->socks, (size_t)(c->nsocks + 8) * sizeof(*c->socks));
+
+	if (q == NULL)
+		return -ENOMEM;
+	c->socks = q;
+	memset(c->socks + c->nsocks, 0, 8 * sizeof(*c->socks));
+	c->socks[c->nsocks] = s;
+	c->nsocks += 8;
+	return 0;
+}
+
+static void rl_new_socket(struct rl_ctl *ctl, const struct rl_msg *req)
+{
+	struct rl_msg r = *req;
+	struct lsock *s;
+	int one = 1, err, kfd;
+
+	kfd = real.socket((int)req->kind, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (kfd < 0) {
+		rl_reply(ctl, req, -errno, -1, NULL);
+		return;
+	}
+	err = lsock_create_domain(kfd, (int)req->kind, SOCK_STREAM, &s);
+	if (err < 0) {
+		real.close(kfd);
+		rl_reply(ctl, req, err, -1, NULL);
+		return;
+	}
+	if (req->seq & RL_REUSEADDR)
+		(void)lsock_setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (req->seq & RL_REUSEPORT)
+		(void)lsock_setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	(void)ipx_private_add(kfd);
+	lsock_remote_get(s);
+	lsock_own_kfd(s, kfd);
+	lsock_drop(s);			/* lsock_create's hold: the ref pins it */
+	if (rl_child_add(ctl->child, s) < 0) {
+		rl_put_sock(s);
+		rl_reply(ctl, req, -ENOMEM, -1, NULL);
+		return;
+	}
+	r.id = (uint64_t)(uintptr_t)s;
+	rl_reply(ctl, &r, 0, -1, NULL);
+}
+
+static void rl_bind_listen(struct rl_ctl *ctl, const struct rl_msg *req)
+{
+	struct lsock *s = rl_child_find(ctl->child, req->id);
+	int err;
+
+	if (s == NULL) {
+		rl_reply(ctl, req, -EBADF, -1, NULL);
+		return;
+	}
+	if (req->type == RL_BIND)
+		err = lsock_bind(s, (const struct sockaddr *)&req->local, req->llen);
+	else
+		err = lsock_listen(s, (int)req->kind);
+	rl_reply(ctl, req, err, -1, s);
+}
+
+/* The connection is made (or failed): answer the child. */
+static void rl_connect_done(struct rl_ctl *ctl, struct rl_child *c, const struct rl_msg *req,
+			    struct lsock *s, int err)
+{
+	struct rl_pump *p;
+
+	if (err == 0 && ctl != NULL && (p = rl_pump_new(s)) != NULL) {
+		int fd = p->child_end;
+
+		p->child_end = -1;
+		rl_pump_start(p);
+		rl_reply(ctl, req, 0, fd, s);
+		real.close(fd);
+		return;
+	}
+	rl_reply(ctl, req, err ? err : -ENOMEM, -1, NULL);
+	/* The child keeps its (unconnected) socket. */
+	if (c != NULL)
+		rl_child_untake(c, s);
+	else
+		rl_put_sock(s);
+}
+
+static void rl_connect_req(struct rl_ctl *ctl, const struct rl_msg *req)
+{
+	struct lsock *s;
+	int err;
+
+	if (rl_child_take(ctl->child, req->id, &s) < 0) {
+		rl_reply(ctl, req, -EBADF, -1, NULL);
+		return;
+	}
+	/* The relay never waits: the answer goes when the stack knows. */
+	lsock_set_nonblock(s, true);
+	err = lsock_connect(s, (const struct sockaddr *)&req->peer, req->plen);
+	if (err != -EINPROGRESS) {
+		rl_connect_done(ctl, ctl->child, req, s, err);
+		return;
+	}
+	struct rl_pend *pd = calloc(1, sizeof(*pd));
+
+	if (pd == NULL) {
+		rl_connect_done(ctl, ctl->child, req, s, -ENOMEM);
+		return;
+	}
+	pd->s = s;
+	pd->ctl = ctl;
+	pd->child = ctl->child;
+	pd->req = req->req;
+	pd->id = req->id;
+	pd->watch.notify = rl_watch_notify;
+	pd->watch.arg = &pd->ready;
+	LIST_INSERT_HEAD(&rl.pends, pd, link);
+	lsock_watch_add(s, &pd->watch);
+	atomic_store(&pd->ready, true);
+	rl_ring();
+}
+
+static void rl_pend_service(struct rl_pend *pd)
+{
+	uint32_t ev;
+	int so = 0;
+	socklen_t sl = sizeof(so);
+
+	atomic_store(&pd->ready, false);
+	ev = lsock_events(pd->s);
+	if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+		return;
+	(void)lsock_getsockopt(pd->s, SOL_SOCKET, SO_ERROR, &so, &sl);
+	if (so == 0 && !(ev & EPOLLOUT))
+		so = ECONNREFUSED;
+	lsock_watch_del(pd->s, &pd->watch);
+	LIST_REMOVE(pd, link);
+
+	struct rl_msg req = { .req = pd->req, .id = pd->id };
+
+	rl_connect_done(pd->ctl, pd->child, &req, pd->s, -so);
+	free(pd);
 }
 
 static void rl_ctl_service(struct rl_ctl *ctl)
@@ -958,8 +1160,14 @@ static void rl_ctl_service(struct rl_ctl *ctl)
 			(void)rl_send(ctl->fd, &r, -1, MSG_DONTWAIT);
 		} else if (m.type == RL_ATTACH && ctl->child != NULL) {
 			rl_attach(ctl, &m);
+		} else if (m.type == RL_SOCKET && ctl->child != NULL) {
+			rl_new_socket(ctl, &m);
+		} else if ((m.type == RL_BIND || m.type == RL_LISTEN) && ctl->child != NULL) {
+			rl_bind_listen(ctl, &m);
+		} else if (m.type == RL_CONNECT && ctl->child != NULL) {
+			rl_connect_req(ctl, &m);
 		} else if (m.type == RL_FORK && ctl->child != NULL) {
-			rl_fork_request(ctl);
+			rl_fork_request(ctl, m.req);
 		} else if (m.type == RL_FORK_DONE && ctl->child != NULL) {
 			rl_fork_done(m.seq, (pid_t)m.id);
 		} else if (m.type == RL_RELEASE && ctl->child != NULL) {
@@ -974,7 +1182,11 @@ static void rl_ctl_service(struct rl_ctl *ctl)
 static void rl_child_free(struct rl_child *c)
 {
 	struct rl_ctl *ctl;
+	struct rl_pend *pd;
 
+	LIST_FOREACH(pd, &rl.pends, link)
+		if (pd->child == c)
+			pd->child = NULL;
 	LIST_FOREACH(ctl, &rl.ctls, link)
 		if (ctl->child == c)
 			ctl->child = NULL;
@@ -1021,7 +1233,8 @@ static void rl_accept_ctl(void)
 /* The keeper's work is done when no child holds anything any more. */
 static bool rl_idle(void)
 {
-	return LIST_EMPTY(&rl.children) && LIST_EMPTY(&rl.pumps) && LIST_EMPTY(&rl.listens);
+	return LIST_EMPTY(&rl.children) && LIST_EMPTY(&rl.pumps) && LIST_EMPTY(&rl.listens) &&
+	       LIST_EMPTY(&rl.pends);
 }
 
 static void *rl_main(void *arg)
@@ -1109,6 +1322,13 @@ static void *rl_main(void *arg)
 				if (atomic_load(&p->ready))
 					rl_pump_service(p, 0);
 			}
+			struct rl_pend *pd, *pdnx;
+
+			for (pd = LIST_FIRST(&rl.pends); pd; pd = pdnx) {
+				pdnx = LIST_NEXT(pd, link);
+				if (atomic_load(&pd->ready))
+					rl_pend_service(pd);
+			}
 		}
 		pthread_mutex_unlock(&rl.lock);
 	}
@@ -1164,6 +1384,7 @@ static void rl_atfork_child(void)
 	LIST_INIT(&rl.children);
 	LIST_INIT(&rl.listens);
 	LIST_INIT(&rl.pumps);
+	LIST_INIT(&rl.pends);
 	if (rl.running) {
 		real.close(rl.epfd);
 		real.close(rl.door);
@@ -1317,6 +1538,7 @@ static void rl_register_atfork(void)
 }
 
 static int rl_child_connect(void);
+static int rl_child_call(struct rl_msg *m, int *pfd);
 
 /* A child about to fork: the owner makes a record for the grandchild. */
 static void rl_fork_prepare_child(void)
@@ -1326,9 +1548,10 @@ static void rl_fork_prepare_child(void)
 
 	pthread_mutex_lock(&rl_child_lock);
 	rl.pending_seq = 0;
-	if (rl_child_connect() == 0 && rl_send(rl_ctl_fd, &m, -1, 0) == 0 &&
-	    rl_recv(rl_ctl_fd, &m, &fd, 0) > 0 && m.type == RL_OK)
+	if (rl_child_call(&m, &fd) == 0)
 		rl.pending_seq = m.seq;
+	if (fd >= 0)
+		real.close(fd);
 	pthread_mutex_unlock(&rl_child_lock);
 }
 
@@ -1637,12 +1860,51 @@ static void rl_repoint(struct ipx_file *f, struct ipx_file *nf, int nfd)
 	}
 }
 
+/* Under rl_child_lock: one request and its reply (matched by number: a
+ * late reply to a request that timed out is dropped).  *pfd gets the
+ * descriptor that came with it, or -1.  0, or -errno (the owner's error,
+ * or the transport's). */
+static int rl_child_call(struct rl_msg *m, int *pfd)
+{
+	static uint64_t next_req;
+	uint64_t want;
+	ssize_t n;
+	int err;
+
+	*pfd = -1;
+	err = rl_child_connect();
+	if (err < 0)
+		return err;
+	m->req = want = ++next_req;
+	err = rl_send(rl_ctl_fd, m, -1, 0);
+	if (err < 0)
+		return err;
+	for (;;) {
+		n = rl_recv(rl_ctl_fd, m, pfd, 0);
+		if (n < 0)
+			return n == -EAGAIN ? -ETIMEDOUT : (int)n;
+		if (n == 0)
+			return -ECONNRESET;
+		if (m->req == want)
+			break;
+		if (*pfd >= 0)
+			real.close(*pfd);
+		*pfd = -1;
+	}
+	if (m->type != RL_OK) {
+		if (*pfd >= 0)
+			real.close(*pfd);
+		*pfd = -1;
+		return -(m->err > 0 ? m->err : EPROTO);
+	}
+	return 0;
+}
+
 struct ipx_file *ipx_relay_adopt(int fd, struct ipx_file *f)
 {
 	struct rl_msg m = { .type = RL_ATTACH };
 	struct ipx_file *nf = NULL;
 	int nfd = -1, err;
-	ssize_t n;
 
 	pthread_mutex_lock(&rl_child_lock);
 	if (f->relay_done || fdtab_peek(fd) != f) {
@@ -1656,16 +1918,10 @@ struct ipx_file *ipx_relay_adopt(int fd, struct ipx_file *f)
 		}
 		return f;
 	}
-	err = rl_child_connect();
-	if (err == 0) {
-		m.id = (uint64_t)(uintptr_t)f->sock;
-		err = rl_send(rl_ctl_fd, &m, -1, 0);
-		if (err == 0) {
-			n = rl_recv(rl_ctl_fd, &m, &nfd, 0);
-			err = n < 0 ? (int)n : n == 0 ? -ECONNRESET :
-			      m.type != RL_OK ? -(m.err ? m.err : EPROTO) : nfd < 0 ? -EPROTO : 0;
-		}
-	}
+	m.id = (uint64_t)(uintptr_t)f->sock;
+	err = rl_child_call(&m, &nfd);
+	if (err == 0 && nfd < 0)
+		err = -EPROTO;
 	if (err == 0) {
 		struct ipx_relay_info *ri = calloc(1, sizeof(*ri));
 
@@ -1897,4 +2153,212 @@ int ipx_relay_setsockopt(struct ipx_file *f, int fd, int level, int name, const 
 	ri->opts[i].name = name;
 	ri->opts[i].value = v;
 	return 0;
+}
+
+/* ---- sockets a child makes */
+
+int ipx_relay_socket(int domain, int kfd)
+{
+	struct ipx_relay_info *ri = calloc(1, sizeof(*ri));
+	struct ipx_file *nf = ri ? ipx_file_new(IPX_RELAY) : NULL;
+	int err;
+
+	if (nf == NULL) {
+		free(ri);
+		return -ENOMEM;
+	}
+	ri->kind = RL_KIND_NEW;
+	ri->domain = domain;
+	nf->relay = ri;
+	nf->domain = domain;
+	err = ipx_attach(nf, kfd);
+	ipx_put(nf);
+	return err;
+}
+
+/* The IPv4 address a sockaddr names (plain or v4-mapped), or false. */
+static bool rl_v4(const struct sockaddr *sa, socklen_t len, struct in_addr *out)
+{
+	if (sa == NULL)
+		return false;
+	if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+		*out = ((const struct sockaddr_in *)sa)->sin_addr;
+		return true;
+	}
+	if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			memcpy(out, &a->s6_addr[12], 4);
+			return true;
+		}
+		if (IN6_IS_ADDR_UNSPECIFIED(a)) {
+			out->s_addr = htonl(INADDR_ANY);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The descriptor leaves the relay: a plain kernel socket from now on. */
+static void rl_to_kernel(int fd)
+{
+	void *old;
+
+	if (fdtab_swap(fd, NULL, &old) == 0 && old != NULL)
+		ipx_detach(old);
+}
+
+/* Under rl_child_lock: the owner's socket behind a new one. */
+static int rl_new_oid(struct ipx_relay_info *ri, int fd)
+{
+	struct rl_msg m = { .type = RL_SOCKET };
+	int v = 0, pfd, err;
+	socklen_t l = sizeof(v);
+
+	if (ri->oid != 0)
+		return 0;
+	m.kind = (uint32_t)ri->domain;
+	if (real.getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &v, &l) == 0 && v)
+		m.seq |= RL_REUSEADDR;
+	l = sizeof(v);
+	if (real.getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &v, &l) == 0 && v)
+		m.seq |= RL_REUSEPORT;
+	err = rl_child_call(&m, &pfd);
+	if (err == 0)
+		ri->oid = m.id;
+	return err;
+}
+
+int ipx_relay_bind(struct ipx_file *f, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct ipx_relay_info *ri = f->relay;
+	struct rl_msg m = { .type = RL_BIND };
+	struct in_addr a;
+	int pfd, err;
+
+	if (ri->kind != RL_KIND_NEW)
+		return -EINVAL;
+	/* Loopback and IPv6 addresses are the kernel's, as in the owner. */
+	if (!rl_v4(sa, len, &a) || (a.s_addr != htonl(INADDR_ANY) && !stack_routes(a) &&
+				    a.s_addr != stack_ip().s_addr)) {
+		if (real.bind(fd, sa, len) < 0)
+			return -errno;
+		rl_to_kernel(fd);
+		return 0;
+	}
+	if ((size_t)len > sizeof(m.local))
+		return -EINVAL;
+	pthread_mutex_lock(&rl_child_lock);
+	err = rl_new_oid(ri, fd);
+	if (err == 0) {
+		m.id = ri->oid;
+		memcpy(&m.local, sa, len);
+		m.llen = len;
+		err = rl_child_call(&m, &pfd);
+		if (err == 0) {
+			ri->local = m.local;
+			ri->llen = m.llen;
+		}
+	}
+	pthread_mutex_unlock(&rl_child_lock);
+	return err;
+}
+
+/* Re-point fd at nfd (from the owner), keeping its descriptor flags and
+ * O_NONBLOCK. */
+static int rl_swap_fd(int fd, int nfd)
+{
+	int (*rf)(int, int, ...) = (int (*)(int, int, ...))real.fcntl;
+	int fdfl = rf(fd, F_GETFD, 0L), flfl = rf(fd, F_GETFL, 0L);
+
+	if (real.dup3(nfd, fd, fdfl >= 0 && (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+		return -errno;
+	if (flfl >= 0 && (flfl & O_NONBLOCK))
+		(void)rf(fd, F_SETFL, (long)O_NONBLOCK);
+	return 0;
+}
+
+int ipx_relay_listen(struct ipx_file *f, int fd, int backlog)
+{
+	struct ipx_relay_info *ri = f->relay;
+	struct rl_msg m = { .type = RL_LISTEN };
+	int pfd = -1, err;
+
+	if (ri->kind == RL_KIND_LISTEN)
+		return 0;
+	if (ri->kind != RL_KIND_NEW)
+		return -EINVAL;
+	pthread_mutex_lock(&rl_child_lock);
+	err = rl_new_oid(ri, fd);
+	if (err == 0) {
+		m.id = ri->oid;
+		m.kind = (uint32_t)(backlog < 0 ? 0 : backlog);
+		err = rl_child_call(&m, &pfd);
+	}
+	if (err == 0) {
+		ri->local = m.local;
+		ri->llen = m.llen;
+		m = (struct rl_msg){ .type = RL_ATTACH, .id = ri->oid };
+		err = rl_child_call(&m, &pfd);
+		if (err == 0 && pfd < 0)
+			err = -EPROTO;
+	}
+	if (err == 0)
+		err = rl_swap_fd(fd, pfd);
+	if (err == 0) {
+		ri->kind = RL_KIND_LISTEN;
+		ri->oid = 0;	/* the listener channel holds it now */
+	}
+	if (pfd >= 0)
+		real.close(pfd);
+	pthread_mutex_unlock(&rl_child_lock);
+	return err;
+}
+
+int ipx_relay_connect(struct ipx_file *f, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct ipx_relay_info *ri = f->relay;
+	struct rl_msg m = { .type = RL_CONNECT };
+	struct in_addr a;
+	int pfd = -1, err;
+
+	if (ri->kind == RL_KIND_CONN)
+		return -EISCONN;
+	if (ri->kind != RL_KIND_NEW)
+		return -EINVAL;
+	if (!rl_v4(sa, len, &a) || !stack_routes(a)) {
+		/* Loopback, another subnet: the kernel socket connects. */
+		rl_to_kernel(fd);
+		return real.connect(fd, sa, len) < 0 ? -errno : 0;
+	}
+	if ((size_t)len > sizeof(m.peer))
+		return -EINVAL;
+	pthread_mutex_lock(&rl_child_lock);
+	err = rl_new_oid(ri, fd);
+	if (err == 0) {
+		m.id = ri->oid;
+		memcpy(&m.peer, sa, len);
+		m.plen = len;
+		/* Blocking or not, the child waits for the outcome (a
+		 * non-blocking connect then succeeds or fails at once, which
+		 * Linux allows too); bounded by the relay's timeout. */
+		err = rl_child_call(&m, &pfd);
+		if (err == 0 && pfd < 0)
+			err = -EPROTO;
+	}
+	if (err == 0)
+		err = rl_swap_fd(fd, pfd);
+	if (err == 0) {
+		ri->kind = RL_KIND_CONN;
+		ri->oid = 0;	/* the pump holds it now */
+		ri->local = m.local;
+		ri->llen = m.llen;
+		ri->peer = m.peer;
+		ri->plen = m.plen;
+	}
+	if (pfd >= 0)
+		real.close(pfd);
+	pthread_mutex_unlock(&rl_child_lock);
+	return err;
 }

@@ -34,12 +34,17 @@ struct ipx_file;
  *    owner while a child still holds it (fork-per-connection servers) only
  *    drops a descriptor; the child's close (RELEASE), exit (pidfd) or its
  *    end of the relay being closed drops the child's reference.
- *  - New sockets made in a child are kernel sockets (loopback and the
- *    kernel's routes only), with one line on stderr the first time.
- * Not yet: a child's own children (grandchildren) get no relay for the
- * sockets they inherit (kernel fds only); UDP sockets are not relayed; the
- * owner exiting ends every relayed socket (so `daemon on` servers whose
- * parent exits after fork lose their listeners).
+ *  - TCP sockets a child makes are the owner's too: bind, listen and
+ *    connect are done by the owner's stack and the descriptor re-pointed
+ *    as above.  UDP sockets a child makes are kernel sockets (loopback and
+ *    the kernel's routes only), said once on stderr.
+ *  - A child's own fork() asks the owner for a record first, so
+ *    grandchildren are served the same way.
+ *  - When the owner exits while children still use its sockets, a keeper
+ *    (a fork of it taken at exit) goes on serving them (docs/runtime.md).
+ * Not yet: UDP sockets are not relayed; a TCP reset reaches a child as end
+ * of file; a child's connect() waits for the outcome even when the socket
+ * is non-blocking.
  */
 
 /* True in a process forked from the owner (it has no stack). */
@@ -70,6 +75,16 @@ IPX_RELAY_WEAK int ipx_relay_getsockopt(struct ipx_file *f, int fd, int level, i
 IPX_RELAY_WEAK int ipx_relay_setsockopt(struct ipx_file *f, int fd, int level, int name, const void *val,
 			 socklen_t len);
 IPX_RELAY_WEAK void ipx_relay_info_free(struct ipx_file *f);
+/* Child, TCP sockets it makes: socket() attaches kfd as a new relayed
+ * socket; bind/listen/connect make the owner's socket and, for listen and
+ * connect, re-point the descriptor as for inherited ones.  Loopback and
+ * IPv6 binds and connects leave the descriptor a plain kernel socket. */
+IPX_RELAY_WEAK int ipx_relay_socket(int domain, int kfd);
+IPX_RELAY_WEAK int ipx_relay_bind(struct ipx_file *f, int fd, const struct sockaddr *sa,
+				  socklen_t len);
+IPX_RELAY_WEAK int ipx_relay_listen(struct ipx_file *f, int fd, int backlog);
+IPX_RELAY_WEAK int ipx_relay_connect(struct ipx_file *f, int fd, const struct sockaddr *sa,
+				     socklen_t len);
 /* Owner, at exit (lsock.c): hand the sockets children still use to a
  * keeper; true if it did (this process must leave them alone). */
 bool ipx_relay_exit_hook(void);

@@ -44,6 +44,8 @@ static ssize_t ipx_sigpipe(ssize_t r, int flags)
 	return r;
 }
 
+static struct ipx_file *ipx_get_relay(int fd);
+
 /*
  * Started by the first socket the libOS would serve (stack.h).  Weak, so
  * the interposition layer also links without the stack (unit tests).
@@ -75,12 +77,15 @@ static int ipx_socket_ours(int domain, int type, int protocol)
 	if (!ok)
 		return 0;
 	if (ipx_relay_child) {
-		/* The stack is the parent's (ipx_relay.h): say so once. */
+		/* The stack is the owner's (ipx_relay.h): TCP goes through
+		 * it; UDP is not relayed: say so once. */
 		static atomic_bool said;
 
+		if (base == SOCK_STREAM)
+			return 2;
 		if (!atomic_exchange(&said, true))
 			fprintf(stderr, "libretto: pid %d is a forked child of the process that "
-				"runs the TCP/IP stack: its new sockets are kernel sockets "
+				"runs the TCP/IP stack: its new UDP sockets are kernel sockets "
 				"(loopback and the kernel's routes only)\n", (int)getpid());
 		return 0;
 	}
@@ -107,6 +112,15 @@ IPX_EXPORT int socket(int domain, int type, int protocol)
 	kfd = real.socket(domain, type, protocol);
 	if (kfd < 0 || !ours)
 		return kfd;
+	if (ours == 2) {
+		err = ipx_relay_socket(domain, kfd);
+		if (err < 0) {
+			real.close(kfd);
+			errno = -err;
+			return -1;
+		}
+		return kfd;
+	}
 	err = lsock_create_domain(kfd, domain, type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), &s);
 	if (err == -EAFNOSUPPORT)
 		return kfd;	/* a socket layer without that domain: the kernel's */
@@ -146,9 +160,15 @@ IPX_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 
 IPX_EXPORT int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_relay(fd);
 	int r;
 
+	if (f != NULL) {
+		r = ipx_relay_bind(f, fd, SA(addr), len);
+		ipx_put(f);
+		return (int)ipx_ret(r);
+	}
+	f = ipx_get_sock(fd);
 	if (f == NULL)
 		return real.bind(fd, SA(addr), len);
 	r = lsock_bind(f->sock, SA(addr), len);
@@ -161,9 +181,15 @@ IPX_EXPORT int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
 
 IPX_EXPORT int listen(int fd, int backlog)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_relay(fd);
 	int r;
 
+	if (f != NULL) {
+		r = ipx_relay_listen(f, fd, backlog);
+		ipx_put(f);
+		return (int)ipx_ret(r);
+	}
+	f = ipx_get_sock(fd);
 	if (f == NULL)
 		return real.listen(fd, backlog);
 	r = lsock_listen(f->sock, backlog);
@@ -271,10 +297,16 @@ static void ipx_kernel_nonblock(int fd, bool on)
  */
 IPX_EXPORT int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_relay(fd);
 	void *old;
 	int r;
 
+	if (f != NULL) {
+		r = ipx_relay_connect(f, fd, SA(addr), len);
+		ipx_put(f);
+		return (int)ipx_ret(r);
+	}
+	f = ipx_get_sock(fd);
 	if (f == NULL)
 		return real.connect(fd, SA(addr), len);
 	r = lsock_connect(f->sock, SA(addr), len);
