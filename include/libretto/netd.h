@@ -1,0 +1,82 @@
+/* The supervisor <-> libretto-netd control protocol (issue 4, DESIGN.md section 4). */
+#ifndef LIBRETTO_NETD_H
+#define LIBRETTO_NETD_H
+
+/*
+ * Transport.  The supervisor (librettod, or a test harness) creates a
+ * SOCK_SEQPACKET socketpair, starts libretto-netd with one end inherited and
+ * names it with `--control-fd N`.  Messages use the same format as the
+ * control protocol (ctl.h): one message is one request or one reply, text of
+ * at most NETD_MSG_MAX bytes, one "key=value" per line, the first line of a
+ * request is the command name alone; descriptors travel as SCM_RIGHTS
+ * (ctl_send()/ctl_recv() in src/common/kv.h), in the order each command
+ * lists them.  Values never contain spaces or newlines.
+ *
+ * netd answers every request with exactly one reply, in order, ending with
+ * the line "errno=N" (0 on success, a positive errno value otherwise),
+ * preceded by "error=<word>" when N != 0 (a short token naming the check
+ * that failed, e.g. "error=region_unsealed").  A request that fails changes
+ * nothing.  Descriptors received with a failed request are closed by netd.
+ * EOF on the control socket makes netd release everything and exit 0, as
+ * "quit" does: netd never outlives its supervisor.
+ *
+ * Addresses are dotted quads, MACs are "xx:xx:xx:xx:xx:xx", numbers decimal.
+ *
+ * Commands:
+ *
+ *   nic        keys: ifname=, mac=, umem_size=, frame_size=, ring_size=
+ *              fds:  xsk, umem
+ *              The AF_XDP socket, already bound (with XDP_USE_NEED_WAKEUP)
+ *              to the PF's queue 0 with its UMEM registered, and the UMEM's
+ *              memfd.  The supervisor must not touch the four rings
+ *              afterwards: netd maps them from the socket and owns every
+ *              UMEM frame (it posts half of them to the fill ring, keeps the
+ *              rest for transmission).  frame_size a power of two in
+ *              [2048, 65536], ring_size a power of two, umem_size a multiple
+ *              of frame_size.  mac= is the source MAC of everything netd
+ *              sends and the only one applications may use.  Once only.
+ *   porttab    keys: size=   fds: table
+ *              The port table memfd (src/common/porttab.h); netd maps it
+ *              READ-ONLY and looks every received TCP/UDP destination and
+ *              every transmitted source port up in it.  Once only.
+ *   ip         keys: addr=   (not "ip=": the command line itself is key "ip")
+ *              An address netd fronts (the shared IP): it answers ARP for it
+ *              and ICMP echo requests to it.  Up to NETD_MAX_IPS.
+ *   app_add    keys: id= (non-zero, the port table's app_id),
+ *                    ips=A.B.C.D[,A.B.C.D...] (at most 4)
+ *              fds:  region, efd_netd, efd_app
+ *              The application's ring region (include/libretto/ring.h),
+ *              which must be a memfd sealed against shrinking (F_SEAL_SHRINK;
+ *              otherwise the application could truncate it and crash netd
+ *              with SIGBUS), and its two doorbells, which must be
+ *              eventfds.  netd never reads efd_netd (it waits for it
+ *              edge-triggered, so the application cannot block netd by
+ *              draining it) and sets O_NONBLOCK on efd_app (shared with
+ *              the application, which therefore waits for it with poll()
+ *              before reading, as ring.h's sleeper protocol does anyway).
+ *              netd answers ARP for the application's addresses too (they
+ *              share netd's MAC) and copies ARP requests and replies for
+ *              them to the application; ICMP echo to an address netd does
+ *              not front goes to the application that has it.  TCP/UDP
+ *              reach the application only if the port table names it AND
+ *              the destination is among its ips= (a wildcard bind covers
+ *              only those).  netd bumps the region's generation and sets
+ *              RING_REGION_F_NETD_UP.  Up to NETD_MAX_APPS.
+ *   app_del    keys: id=
+ *              netd stops using the region and closes the three descriptors.
+ *   stats      no keys.  Reply: global counters (see docs/netd.md), then
+ *              "apps=N" and one line per application:
+ *              "app=<id> rx_frames= rx_bytes= tx_frames= tx_bytes=
+ *               rx_ring_full= rx_bad_fill= tx_drops= tx_drop_<reason>=...
+ *               tx_ring_full= wakeups= ring_errors="
+ *              (one line, space separated; tx_drop_<reason> only for
+ *              reasons that occurred, names from validate_reason_str()).
+ *   quit       reply errno=0, then netd exits 0.
+ */
+
+#define NETD_MSG_MAX 65536
+#define NETD_MAX_APPS 64
+#define NETD_MAX_IPS 8
+#define NETD_APP_MAX_IPS 4
+
+#endif

@@ -1,0 +1,119 @@
+/* libretto-netd's state, shared by its control side (main.c) and its data path (path.c). */
+#ifndef NETD_SERVER_H
+#define NETD_SERVER_H
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/porttab.h"
+#include "libretto/netd.h"
+#include "libretto/ring.h"
+#include "netd/classify.h"
+#include "netd/frag.h"
+#include "netd/validate.h"
+#include "netd/xsk.h"
+
+/* Frames taken from one ring per pass, and per application per round. */
+#define NETD_BATCH 64
+
+/*
+ * Counters of one application.  Written by the data path only; read by the
+ * control side on the same thread, so plain integers.
+ */
+struct netd_app_stats {
+	uint64_t rx_frames, rx_bytes;
+	uint64_t tx_frames, tx_bytes;
+	uint64_t rx_ring_full;  /* no fill frame lent, or rx ring full: dropped */
+	uint64_t rx_bad_fill;   /* fill descriptor outside the frame area or too short */
+	uint64_t tx_drops;      /* refused by the validator (sum of tx_drop[]) */
+	uint64_t tx_drop[VALIDATE_REASON_COUNT];
+	uint64_t tx_ring_full;  /* rounds cut short: no UMEM frame or XSK tx slot */
+	uint64_t wakeups;       /* efd_app writes */
+};
+
+struct netd_app {
+	bool used;
+	uint32_t id;
+	int region_fd, efd_netd, efd_app;
+	void *mem;
+	size_t maplen;
+	struct ring_region_hdr hdr;  /* private checked copy */
+	uint8_t *frames;
+	struct ring_cons fill, tx;
+	struct ring_prod rx, comp;
+	uint32_t rx_unsubmitted;     /* reserved rx slots not yet published */
+	struct validate_app va;
+	struct netd_app_stats st;
+};
+
+/* Global counters: frames from the wire that reached no application. */
+struct netd_stats {
+	uint64_t rx_frames, rx_bytes;
+	uint64_t rx_malformed[CLASSIFY_REASON_COUNT];
+	uint64_t rx_not_ours;        /* unicast to an IP netd does not serve */
+	uint64_t rx_no_port;         /* TCP/UDP to an unbound port */
+	uint64_t rx_unsupported;     /* IPv6, VLAN, other ethertypes and protocols */
+	uint64_t rx_frag_miss;       /* later fragment whose first one was not seen */
+	uint64_t rx_bad_desc;        /* XSK rx descriptor outside the UMEM (kernel bug) */
+	uint64_t arp_replies, echo_replies, rst_sent;
+	uint64_t unreach_sent;       /* ICMP port unreachable for UDP to no owner */
+	uint64_t icmp_ratelimited;   /* of those, suppressed by the rate limit */
+	uint64_t reply_no_frame;     /* a reply dropped: no UMEM frame or tx slot */
+	uint64_t tx_frames, tx_bytes;
+	uint64_t sleeps;
+};
+
+struct netd_nic {
+	bool up;
+	int xsk_fd, umem_fd;
+	char ifname[IF_NAMESIZE];
+	uint8_t mac[6];
+	uint8_t *umem;
+	size_t umem_size;
+	uint32_t frame_size, nframes;
+	struct xsk_q fill, comp, rx, tx;
+	void *map[4];
+	size_t maplen[4];
+	uint64_t *free_frames;       /* UMEM frames netd may send from */
+	uint32_t nfree;
+	bool tx_kick;                /* tx entries submitted since the last kick */
+};
+
+struct netd {
+	int ctl_fd, epfd;
+	struct netd_nic nic;
+	bool have_porttab;
+	int porttab_fd;
+	void *porttab_mem;
+	size_t porttab_len;
+	struct porttab pt;
+	uint32_t ips[NETD_MAX_IPS];  /* fronted addresses, host order */
+	unsigned n_ips;
+	struct netd_app apps[NETD_MAX_APPS];
+	unsigned rr;                 /* first application of the next TX round */
+	struct frag_table rx_frags;  /* later RX fragments -> application */
+	struct frag_table tx_frags;  /* one TX table for all applications (validate.h) */
+	struct netd_stats st;
+	uint64_t now_ms;
+	uint32_t icmp_tokens;        /* ICMP error token bucket (path.c) */
+	uint64_t icmp_tokens_ms;
+};
+
+/*
+ * Data path (path.c).  netd_poll() does one round: RX batch from the wire,
+ * one TX batch per application in round-robin order, XSK completions; it
+ * returns the number of frames it moved, 0 when idle.  netd_prepare_sleep()
+ * sets NEED_WAKEUP where netd consumes and returns true if netd may block
+ * (nothing arrived meanwhile); netd_end_sleep() clears the flags.
+ */
+int netd_poll(struct netd *n);
+bool netd_prepare_sleep(struct netd *n);
+void netd_end_sleep(struct netd *n);
+/* Does the application own (proto, port) on ip?  The validator's callback. */
+bool netd_owns_port(void *ctx, uint32_t app, uint32_t ip, uint8_t proto, uint16_t port);
+/* Is ip an address netd fronts? */
+bool netd_fronts(const struct netd *n, uint32_t ip);
+
+#endif
