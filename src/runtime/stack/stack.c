@@ -20,6 +20,8 @@
 #include <lwip/pbuf.h>
 #include <lwip/etharp.h>
 #include <lwip/timeouts.h>
+#include <lwip/tcp.h>
+#include <lwip/priv/tcp_priv.h>
 #include <netif/ethernet.h>
 
 #include "common/kv.h"
@@ -328,6 +330,81 @@ static void stack_rx_frame(void *arg, const void *frame, size_t len)
 	b->bytes += len;
 }
 
+/*
+ * A new connection's SYN for a 4-tuple lwIP still holds in TIME_WAIT.  When
+ * we closed first (an HTTP server closing after its response), the client
+ * has no TIME_WAIT of its own and reuses its ports as soon as they wrap;
+ * lwIP answers such a SYN with an ACK for the old connection and ignores
+ * the client's RST, so the client retries for seconds.  Linux accepts a
+ * SYN whose sequence number is beyond what the old connection received
+ * (RFC 1122 4.2.2.13) and so do we: the TIME_WAIT pcb goes (no segment is
+ * sent for it) and lwIP sees the SYN as new.  Under the core lock.
+ */
+/*
+ * TIME_WAIT pcbs are bounded: Debian's lwIP allocates pcbs with malloc
+ * (MEMP_MEM_MALLOC, so MEMP_NUM_TCP_PCB does not limit them) and keeps each
+ * for 2 MSL = 2 minutes, and it walks the whole list for every segment of
+ * a new connection.  A server closing thousands of connections a second
+ * would grow it without end; like Linux's tcp_max_tw_buckets we drop the
+ * oldest beyond a bound.  Under the core lock; called for each SYN.
+ */
+#define STACK_MAX_TIME_WAIT 4096
+
+static void stack_tw_trim(void)
+{
+	for (int round = 0; round < 4; round++) {
+		struct tcp_pcb *oldest = NULL;
+		u32_t age = 0;
+		int n = 0;
+
+		for (struct tcp_pcb *pcb = tcp_tw_pcbs; pcb != NULL; pcb = pcb->next) {
+			n++;
+			if (oldest == NULL || (u32_t)(tcp_ticks - pcb->tmr) >= age) {
+				oldest = pcb;
+				age = (u32_t)(tcp_ticks - pcb->tmr);
+			}
+		}
+		if (n <= STACK_MAX_TIME_WAIT || oldest == NULL)
+			return;
+		tcp_abort(oldest);
+	}
+}
+
+static void stack_tw_recycle(struct pbuf *p)
+{
+	const uint8_t *f = p->payload;
+	unsigned ihl;
+	uint32_t src, dst, seq;
+	uint16_t sport, dport;
+
+	if (p->len != p->tot_len || p->len < 14 + 20 + 20 || f[12] != 0x08 || f[13] != 0x00)
+		return;
+	f += 14;
+	ihl = (f[0] & 0x0fu) * 4u;
+	if ((f[0] >> 4) != 4 || ihl < 20 || f[9] != IPPROTO_TCP ||
+	    (f[6] & 0x3f) != 0 || f[7] != 0 ||	/* fragments: not here */
+	    p->len < 14 + ihl + 20)
+		return;
+	const uint8_t *t = f + ihl;
+
+	if ((t[13] & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_SYN)
+		return;
+	memcpy(&src, f + 12, 4);
+	memcpy(&dst, f + 16, 4);
+	sport = (uint16_t)(t[0] << 8 | t[1]);
+	dport = (uint16_t)(t[2] << 8 | t[3]);
+	seq = (uint32_t)t[4] << 24 | (uint32_t)t[5] << 16 | (uint32_t)t[6] << 8 | t[7];
+	stack_tw_trim();
+	for (struct tcp_pcb *pcb = tcp_tw_pcbs; pcb != NULL; pcb = pcb->next) {
+		if (pcb->local_port != dport || pcb->remote_port != sport ||
+		    ip_2_ip4(&pcb->remote_ip)->addr != src || ip_2_ip4(&pcb->local_ip)->addr != dst)
+			continue;
+		if (TCP_SEQ_GT(seq, pcb->rcv_nxt))
+			tcp_abort(pcb);
+		return;
+	}
+}
+
 /* One batch: the caller holds rx_lock, not the core lock. */
 static int stack_rx_batch(int budget)
 {
@@ -346,9 +423,12 @@ static int stack_rx_batch(int budget)
 	}
 	if (b.n > 0) {
 		stack_lock_batch();
-		for (int i = 0; i < b.n; i++)
+		for (int i = 0; i < b.n; i++) {
+			if (tcp_tw_pcbs != NULL)
+				stack_tw_recycle(b.p[i]);
 			if (stack.netif.input(b.p[i], &stack.netif) != ERR_OK)
 				pbuf_free(b.p[i]);
+		}
 		stack_unlock_batch();
 	}
 	if (stack.region) {
