@@ -24,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 modes=${BT_MODES:-linux libos}
 libos_ip=${BT_LIBOS_IP:-10.42.0.10}
 run_timeout=${BT_TIMEOUT:-90}
-all="connect accept echo halfclose reset timeout epoll poll dup fcntl iov names udp many threads signal cork fork_prefork fork_perconn fork_bgsave fork_exec fork_shared fork_newsock"
+all="connect accept echo halfclose reset timeout epoll poll dup fcntl iov names udp many threads signal cork fork_prefork fork_perconn fork_bgsave fork_exec fork_shared fork_newsock thread_close thread_epoll"
 
 [ "$(id -u)" -eq 0 ] || lt_skip "needs root (network namespaces, XDP)"
 case " $modes " in

@@ -7,6 +7,9 @@
 
 /* The bits of an interest mask that are flags, not events. */
 #define EPC_FLAGS (EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP)
+/* What Linux accepts next to EPOLLEXCLUSIVE (EPOLLEXCLUSIVE_OK_BITS). */
+#define EPC_EXCLUSIVE_OK (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | \
+			  EPOLLEXCLUSIVE)
 
 void epc_init(struct epc *ep, void (*ring)(struct epc *ep))
 {
@@ -60,6 +63,9 @@ int epc_add(struct epc *ep, struct epc_member *m, int fd, const void *key,
 	    const struct epoll_event *ev)
 {
 	if (ev == NULL)
+		return -EINVAL;
+	/* Linux: EPOLLEXCLUSIVE excludes EPOLLONESHOT, EPOLLRDHUP, EPOLLPRI... */
+	if ((ev->events & EPOLLEXCLUSIVE) && (ev->events & ~(uint32_t)EPC_EXCLUSIVE_OK))
 		return -EINVAL;
 	pthread_mutex_lock(&ep->lock);
 	if (epc_find(ep, fd, key) != NULL) {

@@ -71,6 +71,17 @@ struct ipx_epoll {
 	 * core.lock): their doorbells are made exact before each wait. */
 	struct ipx_file **nested;
 	int nnested, capnested;
+	/*
+	 * On Linux epoll_wait holds the epoll file: close() of its number in
+	 * another thread neither ends the wait nor drops the set.  So waits
+	 * sleep on kep, a private duplicate of the kernel epoll fd (-1 if
+	 * none could be made: then on the number), and the teardown of the
+	 * last descriptor (ipx_epoll_destroy) waits for the waits in
+	 * progress; the last one to leave performs it.
+	 */
+	atomic_int kep;
+	atomic_int waiters;
+	atomic_bool destroy_pending;
 };
 
 /* A libOS socket in an emulated epoll set. */
@@ -143,6 +154,8 @@ void ipx_detach(struct ipx_file *f);
 /* A new file of the given kind with refs 1 and nfd 0, or NULL. */
 struct ipx_file *ipx_file_new(enum ipx_kind kind);
 
+/* A close-on-exec duplicate of fd at a high number, marked private, or -1. */
+int ipx_private_dup(int fd);
 /* Whether the app must not close or replace fd. */
 bool ipx_fd_private(int fd);
 /* Mark/unmark a runtime-private descriptor. */
@@ -160,7 +173,7 @@ static inline long ipx_ret(long r)
 }
 
 /* epoll internals used by close, bind/listen and poll. */
-void ipx_epoll_destroy(struct ipx_epoll *ep);	/* last descriptor closed */
+void ipx_epoll_destroy(struct ipx_epoll *ep);	/* last descriptor closed (deferred past waits) */
 void ipx_epoll_free(struct ipx_epoll *ep);	/* last reference gone */
 void ipx_member_remove_all(struct ipx_file *f);
 /* The instance is watched from outside (nested, polled): make its doorbell

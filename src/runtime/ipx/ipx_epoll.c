@@ -327,16 +327,45 @@ void ipx_member_convert_all(struct ipx_file *f)
 	pthread_mutex_unlock(&ipx_lock);
 }
 
-void ipx_epoll_destroy(struct ipx_epoll *ep)
+/* Close the waits' private epoll fd (once). */
+static void ipx_epoll_close_kep(struct ipx_epoll *ep)
+{
+	int kep = atomic_exchange(&ep->kep, -1);
+
+	if (kep >= 0) {
+		ipx_private_del(kep);
+		real.close(kep);
+	}
+}
+
+static void ipx_epoll_destroy_now(struct ipx_epoll *ep)
 {
 	struct epc_member *c;
 
 	while ((c = epc_pop(&ep->core)) != NULL)
 		ipx_member_finish((struct ipx_member *)c);
+	ipx_epoll_close_kep(ep);
+}
+
+/*
+ * destroy_pending and waiters pair as in Dekker's protocol (seq_cst): here
+ * the store of destroy_pending precedes the load of waiters, in
+ * ipx_epoll_wait the decrement of waiters precedes the exchange of
+ * destroy_pending, so one of the two sees the other; the exchange makes
+ * sure the teardown runs once.
+ */
+void ipx_epoll_destroy(struct ipx_epoll *ep)
+{
+	atomic_store(&ep->destroy_pending, true);
+	if (atomic_load(&ep->waiters) > 0)
+		return;
+	if (atomic_exchange(&ep->destroy_pending, false))
+		ipx_epoll_destroy_now(ep);
 }
 
 void ipx_epoll_free(struct ipx_epoll *ep)
 {
+	ipx_epoll_close_kep(ep);
 	for (int i = 0; i < ep->nnested; i++)
 		ipx_put(ep->nested[i]);
 	free(ep->nested);
@@ -358,6 +387,9 @@ static int ipx_epoll_make(int kfd)
 	if (ep == NULL)
 		return -ENOMEM;
 	epc_init(&ep->core, ipx_epoll_ring);
+	atomic_init(&ep->waiters, 0);
+	atomic_init(&ep->destroy_pending, false);
+	atomic_init(&ep->kep, -1);
 	ep->doorbell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ep->doorbell < 0) {
 		err = -errno;
@@ -377,6 +409,9 @@ static int ipx_epoll_make(int kfd)
 		goto fail_private;
 	}
 	f->ep = ep;
+	/* Without it, waits sleep on the program's number (a close during a
+	 * wait then ends it with EBADF). */
+	atomic_store(&ep->kep, ipx_private_dup(kfd));
 	err = ipx_attach(f, kfd);
 	/* On failure this frees f and, through ipx_epoll_free, ep. */
 	ipx_put(f);
@@ -580,31 +615,18 @@ static long ipx_ns_since(const struct timespec *t0)
 	return (now.tv_sec - t0->tv_sec) * 1000000000L + (now.tv_nsec - t0->tv_nsec);
 }
 
-static int ipx_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout,
-			  const sigset_t *mask, bool pwait)
+/* The wait proper on f (pinned, counted in waiters); -1 with errno on
+ * failure.  kfd is the kernel epoll fd to sleep on. */
+static int ipx_epoll_wait_on(struct ipx_file *f, int kfd, struct epoll_event *evs, int max,
+			     int timeout, const sigset_t *mask)
 {
 	struct timespec deadline, spin0;
-	struct ipx_file *f;
-	struct ipx_epoll *ep;
+	struct ipx_epoll *ep = f->ep;
 	bool spun = false, renotified;
 	int n, k, saved;
 	long left;
 	struct lsock_sigsnap sigs;
 
-	real_init();
-	f = fdtab_peek(epfd) ? ipx_get(epfd) : NULL;
-	if (f == NULL || f->kind != IPX_EPOLL) {
-		if (f != NULL)
-			ipx_put(f);
-		return pwait ? real.epoll_pwait(epfd, evs, max, timeout, mask)
-			     : real.epoll_wait(epfd, evs, max, timeout);
-	}
-	ep = f->ep;
-	if (max <= 0 || (size_t)max > INT_MAX / sizeof(struct epoll_event)) {
-		ipx_put(f);
-		errno = EINVAL;
-		return -1;
-	}
 	if (timeout > 0) {
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
 		deadline.tv_sec += timeout / 1000;
@@ -622,13 +644,10 @@ static int ipx_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeou
 		n = epc_collect(&ep->core, evs, max);
 		if (n < max) {
 			ipx_epoll_refresh_nested(ep);
-			k = real.epoll_wait(epfd, evs + n, max - n, 0);
+			k = real.epoll_wait(kfd, evs + n, max - n, 0);
 			if (k < 0) {
 				if (n > 0)
 					break;
-				saved = errno;
-				ipx_put(f);
-				errno = saved;
 				return -1;
 			}
 			n += ipx_epoll_sort(ep, evs + n, k, &renotified);
@@ -659,7 +678,6 @@ static int ipx_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeou
 		}
 		if (lsock_sig_since(&sigs)) {
 			/* EINTR, never restarted (see below). */
-			ipx_put(f);
 			errno = EINTR;
 			return -1;
 		}
@@ -672,12 +690,11 @@ static int ipx_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeou
 			epc_sleep_end(&ep->core);
 			continue;
 		}
-		k = real.epoll_pwait(epfd, evs, max, left > INT_MAX ? INT_MAX : (int)left, mask);
+		k = real.epoll_pwait(kfd, evs, max, left > INT_MAX ? INT_MAX : (int)left, mask);
 		saved = errno;
 		epc_sleep_end(&ep->core);
 		if (k < 0) {
 			/* EINTR as Linux: never restarted, even with SA_RESTART. */
-			ipx_put(f);
 			errno = saved;
 			return -1;
 		}
@@ -692,7 +709,39 @@ static int ipx_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeou
 	 * Linux's nested readiness is). */
 	if (atomic_load(&ep->core.always_ring))
 		ipx_epoll_sync_doorbell(ep);
+	return n;
+}
+
+static int ipx_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout,
+			  const sigset_t *mask, bool pwait)
+{
+	struct ipx_file *f;
+	struct ipx_epoll *ep;
+	int n, saved, kfd;
+
+	real_init();
+	f = fdtab_peek(epfd) ? ipx_get(epfd) : NULL;
+	if (f == NULL || f->kind != IPX_EPOLL) {
+		if (f != NULL)
+			ipx_put(f);
+		return pwait ? real.epoll_pwait(epfd, evs, max, timeout, mask)
+			     : real.epoll_wait(epfd, evs, max, timeout);
+	}
+	ep = f->ep;
+	if (max <= 0 || (size_t)max > INT_MAX / sizeof(struct epoll_event)) {
+		ipx_put(f);
+		errno = EINVAL;
+		return -1;
+	}
+	atomic_fetch_add(&ep->waiters, 1);
+	kfd = atomic_load(&ep->kep);
+	n = ipx_epoll_wait_on(f, kfd >= 0 ? kfd : epfd, evs, max, timeout, mask);
+	saved = errno;
+	/* The last descriptor was closed during the wait: tear down now. */
+	if (atomic_fetch_sub(&ep->waiters, 1) == 1 && atomic_exchange(&ep->destroy_pending, false))
+		ipx_epoll_destroy_now(ep);
 	ipx_put(f);
+	errno = saved;
 	return n;
 }
 

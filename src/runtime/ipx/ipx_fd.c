@@ -198,7 +198,7 @@ void ipx_detach(struct ipx_file *f)
  * A close-on-exec copy of fd at a high number (out of the way of the
  * program's own numbering), marked private; -1 if none could be made.
  */
-static int ipx_private_dup(int fd)
+int ipx_private_dup(int fd)
 {
 	int (*rf)(int, int, ...) = (int (*)(int, int, ...))real.fcntl;
 	struct rlimit rl;

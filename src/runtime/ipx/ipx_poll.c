@@ -72,9 +72,16 @@ static struct timespec ipx_left(const struct timespec *d)
  * The mixed case.  ents[] are the libOS sockets (pinned); the kernel fds
  * and the libOS sockets' kernel sides go into one pollfd array that is
  * checked without waiting at each turn and slept on by the waiter.
+ *
+ * As Linux's poll, the call holds the sockets while it waits (a close in
+ * another thread neither wakes it nor closes the socket, see
+ * lsock_busy_get) and looks each number up again at every turn: a number
+ * closed meanwhile reports POLLNVAL to poll, and to select (sel) Linux's
+ * DEFAULT_POLLMASK, i.e. readable and writable as requested.
  */
 static int ipx_poll_mixed(struct pollfd *fds, nfds_t n, struct ipx_pent *ents, int nents,
-			  const struct timespec *t, const sigset_t *mask, struct timespec *left)
+			  const struct timespec *t, const sigset_t *mask, struct timespec *left,
+			  bool sel)
 {
 	struct timespec deadline, zero = { 0, 0 }, l;
 	struct pollfd *kp;
@@ -104,6 +111,7 @@ static int ipx_poll_mixed(struct pollfd *fds, nfds_t n, struct ipx_pent *ents, i
 	for (j = 0; j < nents; j++) {
 		ents[j].w.notify = ipx_poll_notify;
 		ents[j].w.arg = w;
+		lsock_busy_get(ents[j].f->sock);
 		lsock_watch_add(ents[j].f->sock, &ents[j].w);
 		ents[j].ke = lsock_kernel_events(ents[j].f->sock);
 		if (ents[j].ke != 0) {
@@ -122,6 +130,17 @@ static int ipx_poll_mixed(struct pollfd *fds, nfds_t n, struct ipx_pent *ents, i
 		for (i = 0; i < (int)n; i++)
 			fds[i].revents = 0;
 		for (j = 0; j < nents; j++) {
+			if (fdtab_peek(fds[ents[j].idx].fd) != ents[j].f) {
+				fds[ents[j].idx].revents = sel ? (short)(fds[ents[j].idx].events &
+									 (POLLIN | POLLOUT)) : POLLNVAL;
+				/* Its kernel side went with the number: stop
+				 * polling it (negative fds are ignored). */
+				ents[j].ke = 0;
+				for (i = 0; i < kn; i++)
+					if (kmap[i] == -1 - j)
+						kp[i].fd = -1;
+				continue;
+			}
 			ev = lsock_events(ents[j].f->sock);
 			fds[ents[j].idx].revents = ipx_poll_revents(ev, fds[ents[j].idx].events);
 		}
@@ -136,6 +155,7 @@ static int ipx_poll_mixed(struct pollfd *fds, nfds_t n, struct ipx_pent *ents, i
 					fds[kmap[i]].revents = kp[i].revents;
 				} else {
 					j = -1 - kmap[i];
+					/* ke is 0 once the number was closed. */
 					ev = (uint32_t)kp[i].revents & ents[j].ke;
 					fds[ents[j].idx].revents |=
 						ipx_poll_revents(ev, fds[ents[j].idx].events);
@@ -164,8 +184,10 @@ static int ipx_poll_mixed(struct pollfd *fds, nfds_t n, struct ipx_pent *ents, i
 		if (r == -EINTR)
 			break;
 	}
-	for (j = 0; j < nents; j++)
+	for (j = 0; j < nents; j++) {
 		lsock_watch_del(ents[j].f->sock, &ents[j].w);
+		lsock_busy_put(ents[j].f->sock);
+	}
 	if (left != NULL && t != NULL)
 		*left = ipx_left(&deadline);
 	free(kp);
@@ -179,7 +201,7 @@ static int ipx_poll_mixed(struct pollfd *fds, nfds_t n, struct ipx_pent *ents, i
  * given, receives the time left (select updates its timeval with it).
  */
 static int ipx_poll_any(struct pollfd *fds, nfds_t n, const struct timespec *t,
-			const sigset_t *mask, struct timespec *left)
+			const sigset_t *mask, struct timespec *left, bool sel)
 {
 	struct ipx_pent *ents = NULL;
 	struct ipx_file *f;
@@ -229,7 +251,7 @@ static int ipx_poll_any(struct pollfd *fds, nfds_t n, const struct timespec *t,
 		errno = i;
 		return r;
 	}
-	r = ipx_poll_mixed(fds, n, ents, nents, t, mask, left);
+	r = ipx_poll_mixed(fds, n, ents, nents, t, mask, left, sel);
 out:
 	for (i = 0; i < nents; i++)
 		ipx_put(ents[i].f);
@@ -242,10 +264,10 @@ IPX_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 	struct timespec t;
 
 	if (timeout < 0)
-		return ipx_poll_any(fds, n, NULL, NULL, NULL);
+		return ipx_poll_any(fds, n, NULL, NULL, NULL, false);
 	t.tv_sec = timeout / 1000;
 	t.tv_nsec = (long)(timeout % 1000) * 1000000;
-	return ipx_poll_any(fds, n, &t, NULL, NULL);
+	return ipx_poll_any(fds, n, &t, NULL, NULL, false);
 }
 
 IPX_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t,
@@ -255,7 +277,7 @@ IPX_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t,
 		errno = EINVAL;
 		return -1;
 	}
-	return ipx_poll_any(fds, n, t, mask, NULL);
+	return ipx_poll_any(fds, n, t, mask, NULL, false);
 }
 
 IPX_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
@@ -319,7 +341,7 @@ static int ipx_select(int nfds, fd_set *rs, fd_set *ws, fd_set *es, const struct
 		p[np].events = ev;
 		np++;
 	}
-	r = ipx_poll_any(p, (nfds_t)np, t, mask, left);
+	r = ipx_poll_any(p, (nfds_t)np, t, mask, left, true);
 	if (r < 0) {
 		free(p);
 		return -1;

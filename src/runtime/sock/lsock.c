@@ -341,6 +341,8 @@ int lsock_create_domain(int kfd, int domain, int type, struct lsock **out)
 		return -ENOMEM;
 	atomic_init(&s->refs, 1);
 	atomic_init(&s->nonblock, false);
+	atomic_init(&s->busy, 0);
+	atomic_init(&s->close_pending, false);
 	s->kfd = kfd;
 	s->type = type;
 	s->domain = domain;
@@ -432,6 +434,38 @@ static void ls_close_locked(struct lsock *s)
 	ls_notify(s);
 }
 
+/*
+ * The close marked by the last fd_put while calls were in flight, once the
+ * last of them left (under the lock).  close_pending and busy pair as in
+ * Dekker's protocol (seq_cst): lsock_fd_put stores close_pending, then
+ * loads busy; lsock_busy_put decrements busy, then loads close_pending, so
+ * at least one of them sees the other and comes here; the first one closes.
+ */
+static void ls_close_pending_locked(struct lsock *s)
+{
+	if (!atomic_load(&s->close_pending) || atomic_load(&s->busy) > 0)
+		return;
+	atomic_store(&s->close_pending, false);
+	if (!s->closed && s->fd_refs == 0 && s->remote_refs == 0)
+		ls_close_locked(s);
+}
+
+void lsock_busy_get(struct lsock *s)
+{
+	atomic_fetch_add(&s->busy, 1);
+}
+
+void lsock_busy_put(struct lsock *s)
+{
+	if (atomic_fetch_sub(&s->busy, 1) != 1 || !atomic_load(&s->close_pending))
+		return;
+	lsock_hold(s);
+	stack_lock();
+	ls_close_pending_locked(s);
+	stack_unlock();
+	lsock_drop(s);
+}
+
 void lsock_fd_put(struct lsock *s)
 {
 	lsock_hold(s);
@@ -441,6 +475,18 @@ void lsock_fd_put(struct lsock *s)
 		lsock_drop(s);
 		return;
 	}
+	atomic_store(&s->close_pending, true);
+	if (atomic_load(&s->busy) > 0) {
+		/* A call in another thread still holds the description: it
+		 * closes when that call returns (lsock_busy_put).  The kernel
+		 * fd is closed by our caller now: stop watching it. */
+		s->klisten = false;
+		s->kudp = false;
+		stack_unlock();
+		lsock_drop(s);
+		return;
+	}
+	atomic_store(&s->close_pending, false);
 	ls_close_locked(s);
 	stack_unlock();
 	lsock_drop(s);
@@ -790,11 +836,16 @@ int lsock_listen(struct lsock *s, int backlog)
 int lsock_accept(struct lsock *s, struct lsock **new_s, int *new_kfd,
 		 struct sockaddr *sa, socklen_t *len, int flags)
 {
+	int r;
+
 	if (s->type != SOCK_STREAM)
 		return -EOPNOTSUPP;
 	*new_s = NULL;
 	*new_kfd = -1;
-	return ls_tcp_accept(s, new_s, new_kfd, sa, len, flags);
+	lsock_busy_get(s);
+	r = ls_tcp_accept(s, new_s, new_kfd, sa, len, flags);
+	lsock_busy_put(s);
+	return r;
 }
 
 int lsock_connect(struct lsock *s, const struct sockaddr *sa, socklen_t len)
@@ -812,7 +863,10 @@ int lsock_connect(struct lsock *s, const struct sockaddr *sa, socklen_t len)
 		stack_unlock();
 		return r;
 	}
-	return ls_tcp_connect(s, &sin);
+	lsock_busy_get(s);
+	r = ls_tcp_connect(s, &sin);
+	lsock_busy_put(s);
+	return r;
 }
 
 int lsock_shutdown(struct lsock *s, int how)
@@ -844,9 +898,10 @@ ssize_t lsock_sendmsg(struct lsock *s, const struct msghdr *msg, int flags)
 	/* What a forked child wrote before us goes first (lsock.h). */
 	if (atomic_load_explicit(&s->relayed, memory_order_acquire) && lsock_relay_flush != NULL)
 		lsock_relay_flush(s);
-	if (s->type == SOCK_STREAM)
-		return ls_tcp_sendmsg(s, msg, flags);
-	return ls_udp_sendmsg(s, msg, flags);
+	lsock_busy_get(s);
+	ssize_t r = s->type == SOCK_STREAM ? ls_tcp_sendmsg(s, msg, flags) : ls_udp_sendmsg(s, msg, flags);
+	lsock_busy_put(s);
+	return r;
 }
 
 ssize_t lsock_recvmsg(struct lsock *s, struct msghdr *msg, int flags)
@@ -861,9 +916,10 @@ ssize_t lsock_recvmsg(struct lsock *s, struct msghdr *msg, int flags)
 		return -EINVAL;
 	msg->msg_flags = 0;
 	msg->msg_controllen = 0;
-	if (s->type == SOCK_STREAM)
-		return ls_tcp_recvmsg(s, msg, flags);
-	return ls_udp_recvmsg(s, msg, flags);
+	lsock_busy_get(s);
+	ssize_t r = s->type == SOCK_STREAM ? ls_tcp_recvmsg(s, msg, flags) : ls_udp_recvmsg(s, msg, flags);
+	lsock_busy_put(s);
+	return r;
 }
 
 int lsock_getsockname(struct lsock *s, struct sockaddr *sa, socklen_t *len)

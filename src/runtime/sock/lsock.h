@@ -79,6 +79,19 @@ void lsock_fd_get(struct lsock *s);
 void lsock_fd_put(struct lsock *s);
 
 /*
+ * Calls in flight.  On Linux a call blocked on a socket holds the open file:
+ * close() in another thread frees the descriptor number but neither wakes
+ * the call nor closes the socket, which closes when the call returns.  So
+ * while a call is in flight the last fd_put only marks the close (the
+ * kernel side, kfd, stops being watched: its number goes with the
+ * descriptor), and the last lsock_busy_put performs it.  lsock_recvmsg,
+ * lsock_sendmsg, lsock_accept and lsock_connect count themselves; a wait
+ * outside the socket layer (poll, select) brackets its wait with these.
+ */
+void lsock_busy_get(struct lsock *s);
+void lsock_busy_put(struct lsock *s);
+
+/*
  * Remote references (fork, ipx_relay.c): a forked child that inherited a
  * description, or the relay serving one to a child, keeps it open in the
  * process that runs the stack as an open descriptor would.  The description

@@ -60,6 +60,10 @@ struct lsock {
 	unsigned shut;		/* LS_*_SHUT */
 	int so_error;		/* pending error (positive errno), 0 if none */
 	bool closed;		/* the last descriptor went away */
+	/* Calls in flight (lsock_busy_get) and a close that waits for them:
+	 * atomic, so that entering and leaving a call costs no lock. */
+	atomic_int busy;
+	atomic_bool close_pending;
 	bool bound;		/* bind() or an implicit bind happened */
 	bool was_connected;	/* reached LS_CONNECTED at least once */
 	bool connecting;	/* Linux SS_CONNECTING: connect() started */

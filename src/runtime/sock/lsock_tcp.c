@@ -949,8 +949,10 @@ uint32_t ls_tcp_events(struct lsock *s)
 {
 	uint32_t ev = 0;
 
+	/* A listener shut down for reading is closed on Linux (tcp_disconnect
+	 * clears sk_shutdown): writable and hung up, not readable. */
 	if (s->state == LS_LISTEN)
-		return s->acceptq_head || (s->shut & LS_RCV_SHUT) ? EPOLLIN : 0;
+		return s->shut & LS_RCV_SHUT ? EPOLLOUT | EPOLLHUP : s->acceptq_head ? EPOLLIN : 0;
 	if (s->so_error)
 		ev |= EPOLLERR;
 	if (s->shut == LS_SHUT_MASK || s->state == LS_CLOSED)
