@@ -33,6 +33,16 @@
  *                 plus holders=PID,PID... (the processes holding the lease
  *                 now; "-" none, "?" unknown).
  *   status        reply: nic=, shared_ip=, pool=A-B, vfs=vf1:free,vf2:<app id>,...
+ *                 and the network server: netd=running|restarting|stopped,
+ *                 netd_pid= (0 unless running), netd_restarts= (netd
+ *                 processes started after the first), netd_last_exit=
+ *                 ("-", "exit N" or "signal N (Name)"), netd_error= (why
+ *                 netd is not running; absent while it runs).
+ *   stats         netd's counters: netd_pid=, netd_restarts=, then netd's own
+ *                 `stats` reply as include/libretto/netd.h describes it
+ *                 (global counters one per line, apps=N, one "app=<id> ..."
+ *                 line per application).  ESRCH with error= when netd is
+ *                 not running.
  *   shutdown      librettod releases everything it holds and exits.
  *   handover      keys: pid=K.  Sent by the runtime on its lease connection
  *                 when K runs the stack from now on (the keeper made when

@@ -67,6 +67,10 @@ extern const char cmd_run_usage[];
 int cmd_ps(int argc, char **argv);
 extern const char cmd_ps_usage[];
 
+/* stats.c (tag s): netd's counters through librettod */
+int cmd_stats(int argc, char **argv);
+extern const char cmd_stats_usage[];
+
 /* bench.c */
 int cmd_bench(int argc, char **argv);
 extern const char cmd_bench_usage[];

@@ -426,17 +426,23 @@ const char cmd_status_usage[] =
 	"usage: libretto status [--json]\n"
 	"\n"
 	"Show librettod's status: its pid and namespace, the control socket, the\n"
-	"NIC, the IP pool, the shared IP and which application holds each VF.\n"
+	"NIC, the IP pool, the shared IP, which application holds each VF, and\n"
+	"the network server libretto-netd: running, restarting or stopped, its\n"
+	"pid, how often librettod restarted it, its last exit, why it is down.\n"
 	"Exit status 1 when librettod is not running.\n"
 	"\n"
 	"  --json    one JSON object for scripts: every key of librettod's reply\n"
-	"            (numbers as numbers) and \"vfs\": [{\"name\":..,\"app\": id or null}];\n"
+	"            (numbers as numbers), \"vfs\": [{\"name\":..,\"app\": id or null}],\n"
+	"            and the network server's \"netd\" (running|restarting|stopped),\n"
+	"            \"netd_pid\" (0 when not running), \"netd_restarts\",\n"
+	"            \"netd_last_exit\", \"netd_error\" (why it is not running);\n"
 	"            {\"running\":false,...} when librettod is not running\n";
 
 /* Keys of the status reply that the summary lays out itself. */
 static const char *const status_known[] = {
 	"nic", "shared_ip", "pool", "prefix", "gateway", "vfs", "netns", "apps", "pid",
-	"errno", "error", NULL,
+	"errno", "error", "netd", "netd_pid", "netd_restarts", "netd_last_exit", "netd_error",
+	NULL,
 };
 
 static bool status_is_known(const char *key)
@@ -544,6 +550,26 @@ static void status_print_text(const char *reply)
 		}
 		status_app_name(strtoul(colon + 1, NULL, 10), name, sizeof(name), pid, sizeof(pid));
 		printf("    %-8s leased by app %s (%s, pid %s)\n", tok, colon + 1, name, pid);
+	}
+	/* The network server (tag s): state, pid, restarts, why it is not running. */
+	{
+		char st[32], npid[32] = "?", nres[32] = "?", nexit[96] = "-", nerr[512] = "";
+
+		if (cli_reply_get(reply, "netd", st, sizeof(st)) == 0) {
+			cli_reply_get(reply, "netd_pid", npid, sizeof(npid));
+			cli_reply_get(reply, "netd_restarts", nres, sizeof(nres));
+			cli_reply_get(reply, "netd_last_exit", nexit, sizeof(nexit));
+			cli_reply_get(reply, "netd_error", nerr, sizeof(nerr));
+			if (strcmp(st, "running") == 0)
+				printf("  %-15s running (pid %s), restarts %s", "netd", npid, nres);
+			else
+				printf("  %-15s %s, restarts %s", "netd", st, nres);
+			if (strcmp(nexit, "-") != 0)
+				printf(", last exit: %s", nexit);
+			printf("\n");
+			if (nerr[0])
+				printf("  %-15s %s\n", "", nerr);
+		}
 	}
 	/* Keys a newer librettod adds show up without a CLI change. */
 	for (const char *line = reply, *eol; line && *line; line = eol ? eol + 1 : NULL) {

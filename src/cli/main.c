@@ -21,6 +21,7 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "status", cmd_status, "show librettod's NIC, addresses and VFs", cmd_status_usage },
 	{ "run", cmd_run, "run a program on the library OS", cmd_run_usage },
 	{ "ps", cmd_ps, "list the applications and their traffic", cmd_ps_usage },
+	{ "stats", cmd_stats, "show the network server's counters", cmd_stats_usage },
 	{ "bench", cmd_bench, "measure servers on linux and under libretto", cmd_bench_usage },
 	{ "help", cmd_help, "show help for a command", cmd_help_usage },
 };

@@ -93,6 +93,35 @@ int reaper_reset_peers(const struct libretto_region *r, const char *ifname, int 
 		       const uint8_t mac[6], uint32_t ip, int prefix, bool has_gw, uint32_t gw,
 		       const char *who);
 
+/* ---- begin: netd supervision (netd_sup.c, tag s) ---- */
+/*
+ * netd_sup.c: librettod starts libretto-netd on the PF (cfg->nic), hands it
+ * the PF's AF_XDP socket and UMEM, the port table (a memfd librettod alone
+ * writes) and the shared IP, watches it with a pidfd and restarts it when it
+ * dies.  netd_sup_start() runs once at start-up: 0 when netd runs, else
+ * -errno with the reason logged and shown by status (librettod serves direct
+ * mode regardless; transient failures are retried from the event loop).
+ * netd_sup_fd() is an epoll descriptor for the event loop; when it is
+ * readable call netd_sup_on_event().  netd_sup_status() appends
+ * netd=running|restarting|stopped, netd_pid=, netd_restarts=,
+ * netd_last_exit= and, when netd is not running, netd_error=.
+ * netd_sup_stats() forwards netd's `stats` reply into out (cap bytes),
+ * prefixed by netd_pid= and netd_restarts=: its length, or -errno with a
+ * sentence in err.  netd_sup_stop() sends `quit`, waits at most 2 s (then
+ * SIGKILL) and releases everything; safe to call twice.
+ */
+struct kv_buf;
+struct porttab;
+int netd_sup_start(const struct ld_config *cfg);
+int netd_sup_fd(void);
+void netd_sup_on_event(void);
+void netd_sup_status(struct kv_buf *b);
+int netd_sup_stats(char *out, size_t cap, char *err, size_t errlen);
+/* The port table librettod writes (NULL when it could not be created). */
+struct porttab *netd_sup_porttab(void);
+void netd_sup_stop(void);
+/* ---- end: netd supervision ---- */
+
 /*
  * server.c: the control socket and the event loop.  server_listen() binds
  * and listens (the caller has checked for a live daemon); server_run() runs

@@ -424,6 +424,8 @@ int main(int argc, char **argv)
 		die("%s", err);
 	if (cfg.pidfile)
 		write_pidfile(cfg.pidfile);
+	/* tag s: the network server; librettod serves direct mode even without it. */
+	netd_sup_start(&cfg);
 
 	vfs[0] = '\0';
 	for (int i = 0; i < cfg.nvfs && used < sizeof(vfs); i++) {

@@ -48,7 +48,7 @@
 /* `ps` names at most this many processes holding one lease. */
 #define APP_MAX_HOLDERS 8
 
-enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_CONN, EV_PIDFD, EV_TIMER };
+enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_CONN, EV_PIDFD, EV_TIMER, EV_NETD /* tag s */ };
 
 /* What an epoll event points at. */
 struct ev {
@@ -127,6 +127,7 @@ static struct {
 	unsigned next_id;
 	int timer_fd;              /* ticks while registers are pending */
 	struct ev timer_ev;
+	struct ev netd_ev;         /* netd supervision (netd_sup.c, tag s) */
 	int npending;
 	uint64_t *vf_released_ms;  /* per VF slot: when it was last released, 0 never */
 	struct tomb tombs[TOMB_MAX];
@@ -1092,6 +1093,7 @@ static void cmd_status(struct conn *c)
 	kv_buf_add(&b, '\n', "netns", "%s", cfg->netns ? cfg->netns : "-");
 	kv_buf_add(&b, '\n', "apps", "%u", S.napps);
 	kv_buf_add(&b, '\n', "pid", "%d", (int)getpid());
+	netd_sup_status(&b);       /* tag s */
 	kv_buf_add(&b, '\n', "errno", "0");
 	if (!kv_buf_ok(&b)) {
 		reply_err(c, EMSGSIZE, "the status reply does not fit in one message");
@@ -1201,6 +1203,20 @@ static void cmd_handover(struct conn *c, const struct kv *req)
 	send_reply(c, "errno=0\n", 8, NULL, 0);
 }
 
+/* ---- begin: stats, netd's counters (tag s) ---- */
+static void cmd_stats(struct conn *c)
+{
+	char err[512];
+	int n = netd_sup_stats(S.out, sizeof(S.out), err, sizeof(err));
+
+	if (n < 0) {
+		reply_err(c, -n, "%s", err);
+		return;
+	}
+	send_reply(c, S.out, (size_t)n, NULL, 0);
+}
+/* ---- end: stats ---- */
+
 static void cmd_shutdown(struct conn *c)
 {
 	/* The socket is world-writable so that any user can lease a VF; only
@@ -1248,9 +1264,11 @@ static void handle_request(struct conn *c, const char *text, size_t len)
 		cmd_shutdown(c);
 	else if (!strcmp(cmd, "handover"))
 		cmd_handover(c, &req);
+	else if (!strcmp(cmd, "stats"))       /* tag s */
+		cmd_stats(c);
 	else
-		reply_err(c, EINVAL, "unknown command '%.40s' (register, ps, status, shutdown, "
-			  "handover)", cmd);
+		reply_err(c, EINVAL, "unknown command '%.40s' (register, ps, status, stats, "
+			  "shutdown, handover)", cmd);
 	kv_free(&req);
 }
 
@@ -1520,11 +1538,20 @@ static int server_setup(const struct ld_config *cfg, int listen_fd)
 	ev.data.ptr = &S.timer_ev;
 	if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, S.timer_fd, &ev) < 0)
 		return -errno;
+	/* netd supervision (tag s): its pidfd and timer behind one descriptor. */
+	if (netd_sup_fd() >= 0) {
+		S.netd_ev.kind = EV_NETD;
+		ev.data.ptr = &S.netd_ev;
+		if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, netd_sup_fd(), &ev) < 0)
+			return -errno;
+	}
 	return 0;
 }
 
 static void server_teardown(void)
 {
+	/* netd first (tag s): it stops using the NIC before anything goes. */
+	netd_sup_stop();
 	while (S.apps)
 		app_release(S.apps, "librettod shutting down");
 	while (S.conns)
@@ -1588,6 +1615,9 @@ int server_run(const struct ld_config *cfg, int listen_fd)
 			}
 			case EV_TIMER:
 				on_timer();
+				break;
+			case EV_NETD:        /* tag s */
+				netd_sup_on_event();
 				break;
 			case EV_PIDFD: {
 				struct app *a = e->owner;
