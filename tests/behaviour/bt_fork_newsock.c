@@ -1,4 +1,4 @@
-/* Behaviour: a forked child opens sockets of its own (connect, UDP, listen) beside the ones it inherited, as a worker that talks to a backend does. */
+/* Behaviour: a forked child opens sockets of its own (connect, UDP, listen) and uses a UDP socket it inherited, as a worker that talks to a backend does. */
 #include "bt_fork.h"
 
 #include <stdlib.h>
@@ -9,6 +9,9 @@
  * child has exited, so the output keeps its order.  Then the parent checks
  * that its own listener and connection still work.
  */
+
+/* A UDP socket the parent bound before the fork. */
+static int inherited_udp = -1;
 
 static void child_main(void)
 {
@@ -27,19 +30,35 @@ static void child_main(void)
 		close(c);
 	}
 
-	/*
-	 * A new UDP socket.  Not yet served by the library OS in a forked
-	 * child (docs/runtime.md, "Fork": UDP is not relayed), so only with
-	 * BT_FORK_UDP=1 (set for both runs by hand) until it is.
-	 */
-	if (getenv("BT_FORK_UDP") != NULL) {
-		u = socket(AF_INET, SOCK_DGRAM, 0);
-		bt_ok("udp socket", u);
-		bt_val("udp sendto", sendto(u, "child datagram", 14, 0, (struct sockaddr *)&to,
-					    sizeof(to)));
-		bt_say("udp poll: %s", bt_poll_events((short)bt_wait(u, POLLIN, 3000)));
-		bt_val("udp recv", recv(u, buf, sizeof(buf), MSG_DONTWAIT));
-		close(u);
+	/* A new UDP socket. */
+	u = socket(AF_INET, SOCK_DGRAM, 0);
+	bt_ok("udp socket", u);
+	bt_val("udp sendto", sendto(u, "child datagram", 14, 0, (struct sockaddr *)&to, sizeof(to)));
+	bt_say("udp poll: %s", bt_poll_events((short)bt_wait(u, POLLIN, 3000)));
+	bt_val("udp recv", recv(u, buf, sizeof(buf), MSG_DONTWAIT));
+	close(u);
+
+	/* The UDP socket it inherited (bound by the parent): a datagram
+	 * out, the echo back with the peer's address, then connected. */
+	{
+		struct sockaddr_in from;
+		socklen_t fl = sizeof(from);
+
+		bt_val("inherited udp sendto", sendto(inherited_udp, "from the child", 14, 0,
+						      (struct sockaddr *)&to, sizeof(to)));
+		bt_say("inherited udp poll: %s",
+		       bt_poll_events((short)bt_wait(inherited_udp, POLLIN, 3000)));
+		bt_val("inherited udp recvfrom", recvfrom(inherited_udp, buf, sizeof(buf), MSG_DONTWAIT,
+							  (struct sockaddr *)&from, &fl));
+		bt_say("inherited udp from the peer's echo port: %s",
+		       fl == sizeof(from) && from.sin_addr.s_addr == bt_peer.s_addr &&
+		       from.sin_port == to.sin_port ? "yes" : "no");
+		bt_ok("inherited udp connect", connect(inherited_udp, (struct sockaddr *)&to,
+						       sizeof(to)));
+		bt_val("inherited udp send", send(inherited_udp, "connected", 9, 0));
+		bt_say("inherited udp poll again: %s",
+		       bt_poll_events((short)bt_wait(inherited_udp, POLLIN, 3000)));
+		bt_val("inherited udp read", read(inherited_udp, buf, sizeof(buf)));
 	}
 
 	/* A new listener of its own: the peer connects to it. */
@@ -72,6 +91,13 @@ int main(int argc, char **argv)
 	e = bt_connect_peer(BT_PORT_ECHO);
 	bt_ok("connect echo", e);
 	fk_echo_round("parent before the child", e, 0);
+	{
+		struct sockaddr_in any = { .sin_family = AF_INET, .sin_addr = bt_self };
+
+		inherited_udp = socket(AF_INET, SOCK_DGRAM, 0);
+		bt_ok("udp socket", inherited_udp);
+		bt_ok("udp bind", bind(inherited_udp, (struct sockaddr *)&any, sizeof(any)));
+	}
 
 	if (pipe(p) < 0)
 		return 1;
@@ -94,6 +120,18 @@ int main(int argc, char **argv)
 
 	/* The parent's own sockets are as they were. */
 	fk_echo_round("parent after the child", e, 1);
+	{
+		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(BT_PORT_UDP_ECHO),
+					  .sin_addr = bt_peer };
+		char buf[64];
+
+		bt_val("parent udp sendto", sendto(inherited_udp, "parent datagram", 15, 0,
+						   (struct sockaddr *)&to, sizeof(to)));
+		bt_say("parent udp poll: %s",
+		       bt_poll_events((short)bt_wait(inherited_udp, POLLIN, 3000)));
+		bt_val("parent udp recv", recv(inherited_udp, buf, sizeof(buf), MSG_DONTWAIT));
+		close(inherited_udp);
+	}
 	ctl = bt_callback(bt_local_port(l), 1, 1000, 0);
 	bt_ok("parent callback request", ctl);
 	c = accept(l, NULL, NULL);

@@ -1,6 +1,7 @@
 /* fork(): the owner's relay thread serves inherited sockets to forked children; the child's side of it. */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -50,6 +51,7 @@ enum rl_type {
 	RL_BIND,	/* child -> owner: id, local = the address */
 	RL_LISTEN,	/* child -> owner: id, kind = backlog */
 	RL_CONNECT,	/* child -> owner: id, peer = the address; reply when it is known */
+	RL_UCONNECT,	/* child -> owner: id (an attached UDP socket), peer = the address */
 };
 
 enum rl_kind {
@@ -57,7 +59,18 @@ enum rl_kind {
 	RL_KIND_CONN,		/* the fd is a relayed connection */
 	RL_KIND_KERNEL,		/* the fd is a kernel TCP socket (loopback client) */
 	RL_KIND_NEW,		/* child: a socket it made, not listening or connected yet */
+	RL_KIND_UDP,		/* the fd is a datagram channel (struct rl_dgram + payload) */
 };
+
+/* Each datagram on a UDP channel: this header, then the payload.  From the
+ * owner, addr is the source; from the child, the destination (alen 0: the
+ * socket's connected peer). */
+struct rl_dgram {
+	uint32_t alen;
+	uint32_t pad;
+	struct sockaddr_storage addr;
+};
+#define RL_DGRAM_MAX 65535
 
 #define RL_REUSEADDR 1
 #define RL_REUSEPORT 2
@@ -67,6 +80,8 @@ struct rl_msg {
 	uint32_t kind;
 	uint64_t seq;
 	uint64_t req;		/* a request's number, echoed by its reply */
+	uint32_t stype;		/* RL_SOCKET: SOCK_STREAM or SOCK_DGRAM */
+	uint32_t pad;
 	uint64_t id;
 	int32_t err;
 	uint32_t llen, plen;
@@ -75,8 +90,9 @@ struct rl_msg {
 
 /* What a child knows about a relayed descriptor (ipx_file.relay). */
 struct ipx_relay_info {
-	int kind;		/* RL_KIND_LISTEN, RL_KIND_CONN or RL_KIND_NEW */
+	int kind;		/* RL_KIND_LISTEN, RL_KIND_CONN, RL_KIND_NEW or RL_KIND_UDP */
 	int domain;
+	int type;		/* SOCK_STREAM or SOCK_DGRAM */
 	uint64_t oid;		/* RL_KIND_NEW: the owner's socket, once made */
 	struct sockaddr_storage local, peer;
 	socklen_t llen, plen;
@@ -171,7 +187,9 @@ struct rl_pump {
 	size_t roff, rlen, toff, tlen;
 	struct sockaddr_storage local, peer;
 	socklen_t llen, plen;
-	char rbuf[RELAY_BUF], tbuf[RELAY_BUF];
+	bool udp;			/* datagrams over a SOCK_SEQPACKET pair */
+	size_t bufsz;
+	char *rbuf, *tbuf;		/* bufsz each, after the struct */
 };
 
 static struct {
@@ -356,15 +374,22 @@ static void rl_pump_free(struct rl_pump *p)
 
 static struct rl_pump *rl_pump_new(struct lsock *s)
 {
-	struct rl_pump *p = calloc(1, sizeof(*p));
+	bool udp = !lsock_is_stream(s);
+	size_t bufsz = udp ? sizeof(struct rl_dgram) + RL_DGRAM_MAX : RELAY_BUF;
+	struct rl_pump *p = calloc(1, sizeof(*p) + 2 * bufsz);
 	int sv[2];
 
 	if (p == NULL)
 		return NULL;
-	if (real.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+	if (real.socketpair(AF_UNIX, (udp ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC, 0,
+			    sv) < 0) {
 		free(p);
 		return NULL;
 	}
+	p->udp = udp;
+	p->bufsz = bufsz;
+	p->rbuf = (char *)(p + 1);
+	p->tbuf = p->rbuf + bufsz;
 	(void)rl_fcntl(sv[0], F_SETFL, O_NONBLOCK);
 	p->s = s;
 	p->sp = sv[0];
@@ -387,7 +412,8 @@ static void rl_pump_start(struct rl_pump *p)
 	p->delivered = true;
 	/* The relay coalesces what the child writes; Nagle would only add
 	 * delay on top (MSG_MORE still holds partial segments). */
-	(void)lsock_setsockopt(p->s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (!p->udp)
+		(void)lsock_setsockopt(p->s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	p->spev = EPOLLIN | EPOLLRDHUP;
 	rl_ep(p->sp, &p->ev, p->spev, EPOLL_CTL_ADD);
 	lsock_watch_add(p->s, &p->watch);
@@ -396,6 +422,77 @@ static void rl_pump_start(struct rl_pump *p)
 	/* Data and a FIN may be queued already: look at once. */
 	atomic_store(&p->ready, true);
 	rl_ring();
+}
+
+static void rl_pump_free(struct rl_pump *p);
+
+/* A UDP socket's pump: whole datagrams with their addresses, at most 64
+ * each way per turn; a datagram the other side has no room for waits
+ * (only one), one the stack refuses is dropped, as UDP may. */
+static void rl_udp_service(struct rl_pump *p, uint32_t spevents)
+{
+	struct rl_dgram *h;
+	uint32_t want = EPOLLIN;
+	bool child_gone = false;
+	ssize_t n;
+
+	for (int i = 0; i < 64; i++) {
+		if (p->rlen > 0) {
+			n = real.send(p->sp, p->rbuf, p->rlen, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					want |= EPOLLOUT;
+				else if (errno != EINTR)
+					child_gone = true;
+				break;
+			}
+			p->rlen = 0;
+		}
+		h = (struct rl_dgram *)p->rbuf;
+		memset(h, 0, sizeof(*h));
+		struct iovec iov = { p->rbuf + sizeof(*h), RL_DGRAM_MAX };
+		struct msghdr mh = {
+			.msg_name = &h->addr, .msg_namelen = sizeof(h->addr),
+			.msg_iov = &iov, .msg_iovlen = 1,
+		};
+		n = lsock_recvmsg(p->s, &mh, MSG_DONTWAIT);
+		if (n < 0)
+			break;
+		h->alen = mh.msg_namelen;
+		p->rlen = sizeof(*h) + (size_t)n;
+	}
+	for (int i = 0; !child_gone && i < 64; i++) {
+		n = real.recv(p->sp, p->tbuf, p->bufsz, MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				child_gone = true;
+			break;
+		}
+		if (n == 0) {
+			child_gone = true;	/* every message has a header: EOF */
+			break;
+		}
+		if ((size_t)n < sizeof(*h))
+			continue;
+		h = (struct rl_dgram *)p->tbuf;
+		struct iovec iov = { p->tbuf + sizeof(*h), (size_t)n - sizeof(*h) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+		if (h->alen > 0 && h->alen <= sizeof(h->addr)) {
+			mh.msg_name = &h->addr;
+			mh.msg_namelen = h->alen;
+		}
+		(void)lsock_sendmsg(p->s, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	if (child_gone || (spevents & EPOLLHUP)) {
+		p->dead = true;
+		rl_pump_free(p);
+		return;
+	}
+	if (want != p->spev) {
+		p->spev = want;
+		rl_ep(p->sp, &p->ev, want, EPOLL_CTL_MOD);
+	}
 }
 
 static void rl_pump_service(struct rl_pump *p, uint32_t spevents)
@@ -407,6 +504,10 @@ static void rl_pump_service(struct rl_pump *p, uint32_t spevents)
 	if (!p->delivered || p->dead)
 		return;
 	atomic_store(&p->ready, false);
+	if (p->udp) {
+		rl_udp_service(p, spevents);
+		return;
+	}
 	/* Peer -> child. */
 	for (;;) {
 		if (p->roff < p->rlen) {
@@ -427,7 +528,7 @@ static void rl_pump_service(struct rl_pump *p, uint32_t spevents)
 		}
 		if (p->rx_eof)
 			break;
-		struct iovec iov = { p->rbuf, sizeof(p->rbuf) };
+		struct iovec iov = { p->rbuf, p->bufsz };
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 		n = lsock_recvmsg(p->s, &mh, MSG_DONTWAIT);
 		if (n == -EAGAIN)
@@ -467,7 +568,7 @@ static void rl_pump_service(struct rl_pump *p, uint32_t spevents)
 		}
 		if (p->tx_eof)
 			break;
-		n = real.read(p->sp, p->tbuf, sizeof(p->tbuf));
+		n = real.read(p->sp, p->tbuf, p->bufsz);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -791,12 +892,7 @@ static void rl_attach(struct rl_ctl *ctl, const struct rl_msg *req)
 	err = rl_child_take(ctl->child, req->id, &s);
 	if (err < 0)
 		goto reply;
-	if (!lsock_is_stream(s)) {
-		err = -EOPNOTSUPP;
-		rl_child_untake(ctl->child, s);
-		goto reply;
-	}
-	if (lsock_is_listener(s)) {
+	if (lsock_is_stream(s) && lsock_is_listener(s)) {
 		struct rl_listen *l = rl_listen_get(s);
 		struct rl_sub *sub = calloc(1, sizeof(*sub));
 		int sv[2];
@@ -834,7 +930,7 @@ static void rl_attach(struct rl_ctl *ctl, const struct rl_msg *req)
 		}
 		fd = p->child_end;
 		p->child_end = -1;
-		m.kind = RL_KIND_CONN;
+		m.kind = p->udp ? RL_KIND_UDP : RL_KIND_CONN;
 		m.local = p->local;
 		m.llen = p->llen;
 		m.peer = p->peer;
@@ -999,12 +1095,14 @@ static void rl_new_socket(struct rl_ctl *ctl, const struct rl_msg *req)
 	struct lsock *s;
 	int one = 1, err, kfd;
 
-	kfd = real.socket((int)req->kind, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int type = req->stype == SOCK_DGRAM ? SOCK_DGRAM : SOCK_STREAM;
+
+	kfd = real.socket((int)req->kind, type | SOCK_CLOEXEC, 0);
 	if (kfd < 0) {
 		rl_reply(ctl, req, -errno, -1, NULL);
 		return;
 	}
-	err = lsock_create_domain(kfd, (int)req->kind, SOCK_STREAM, &s);
+	err = lsock_create_domain(kfd, (int)req->kind, type, &s);
 	if (err < 0) {
 		real.close(kfd);
 		rl_reply(ctl, req, err, -1, NULL);
@@ -1101,6 +1199,22 @@ static void rl_connect_req(struct rl_ctl *ctl, const struct rl_msg *req)
 	rl_ring();
 }
 
+/* connect() on a UDP socket a child attached: its pump holds it. */
+static void rl_uconnect_req(struct rl_ctl *ctl, const struct rl_msg *req)
+{
+	struct rl_pump *p;
+
+	LIST_FOREACH(p, &rl.pumps, link)
+		if (p->udp && (uint64_t)(uintptr_t)p->s == req->id && !p->dead)
+			break;
+	if (p == NULL) {
+		rl_reply(ctl, req, -EBADF, -1, NULL);
+		return;
+	}
+	rl_reply(ctl, req, lsock_connect(p->s, (const struct sockaddr *)&req->peer, req->plen),
+		 -1, p->s);
+}
+
 static void rl_pend_service(struct rl_pend *pd)
 {
 	uint32_t ev;
@@ -1166,6 +1280,8 @@ static void rl_ctl_service(struct rl_ctl *ctl)
 			rl_bind_listen(ctl, &m);
 		} else if (m.type == RL_CONNECT && ctl->child != NULL) {
 			rl_connect_req(ctl, &m);
+		} else if (m.type == RL_UCONNECT && ctl->child != NULL) {
+			rl_uconnect_req(ctl, &m);
 		} else if (m.type == RL_FORK && ctl->child != NULL) {
 			rl_fork_request(ctl, m.req);
 		} else if (m.type == RL_FORK_DONE && ctl->child != NULL) {
@@ -1932,6 +2048,8 @@ struct ipx_file *ipx_relay_adopt(int fd, struct ipx_file *f)
 		} else {
 			ri->kind = (int)m.kind;
 			ri->domain = f->domain;
+			ri->type = m.kind == RL_KIND_UDP ? SOCK_DGRAM : SOCK_STREAM;
+			ri->oid = m.kind == RL_KIND_UDP ? m.id : 0;
 			ri->local = m.local;
 			ri->llen = m.llen;
 			ri->peer = m.peer;
@@ -2051,6 +2169,7 @@ int ipx_relay_accept(struct ipx_file *f, int fd, struct sockaddr *sa, socklen_t 
 		}
 		ci->kind = RL_KIND_CONN;
 		ci->domain = ri->domain;
+		ci->type = SOCK_STREAM;
 		ci->local = m.local;
 		ci->llen = m.llen;
 		ci->peer = m.peer;
@@ -2108,11 +2227,11 @@ int ipx_relay_getsockopt(struct ipx_file *f, int fd, int level, int name, void *
 	if (level == SOL_SOCKET) {
 		switch (name) {
 		case SO_TYPE:
-			return rl_put_int(val, len, SOCK_STREAM);
+			return rl_put_int(val, len, ri->type ? ri->type : SOCK_STREAM);
 		case SO_DOMAIN:
 			return rl_put_int(val, len, ri->domain);
 		case SO_PROTOCOL:
-			return rl_put_int(val, len, IPPROTO_TCP);
+			return rl_put_int(val, len, ri->type == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP);
 		case SO_ACCEPTCONN:
 			return rl_put_int(val, len, ri->kind == RL_KIND_LISTEN);
 		default:
@@ -2157,7 +2276,7 @@ int ipx_relay_setsockopt(struct ipx_file *f, int fd, int level, int name, const 
 
 /* ---- sockets a child makes */
 
-int ipx_relay_socket(int domain, int kfd)
+int ipx_relay_socket(int domain, int type, int kfd)
 {
 	struct ipx_relay_info *ri = calloc(1, sizeof(*ri));
 	struct ipx_file *nf = ri ? ipx_file_new(IPX_RELAY) : NULL;
@@ -2169,6 +2288,7 @@ int ipx_relay_socket(int domain, int kfd)
 	}
 	ri->kind = RL_KIND_NEW;
 	ri->domain = domain;
+	ri->type = type;
 	nf->relay = ri;
 	nf->domain = domain;
 	err = ipx_attach(nf, kfd);
@@ -2219,6 +2339,7 @@ static int rl_new_oid(struct ipx_relay_info *ri, int fd)
 	if (ri->oid != 0)
 		return 0;
 	m.kind = (uint32_t)ri->domain;
+	m.stype = (uint32_t)ri->type;
 	if (real.getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &v, &l) == 0 && v)
 		m.seq |= RL_REUSEADDR;
 	l = sizeof(v);
@@ -2228,6 +2349,159 @@ static int rl_new_oid(struct ipx_relay_info *ri, int fd)
 	if (err == 0)
 		ri->oid = m.id;
 	return err;
+}
+
+static int rl_swap_fd(int fd, int nfd);
+
+/* Under rl_child_lock: a new UDP socket gets the owner's socket and its
+ * datagram channel (an unbound one is bound to an ephemeral port there). */
+static int rl_udp_attach_locked(struct ipx_relay_info *ri, int fd)
+{
+	struct rl_msg m = { .type = RL_ATTACH };
+	int pfd = -1, err;
+
+	if (ri->kind == RL_KIND_UDP)
+		return 0;
+	err = rl_new_oid(ri, fd);
+	if (err < 0)
+		return err;
+	m.id = ri->oid;
+	err = rl_child_call(&m, &pfd);
+	if (err == 0 && pfd < 0)
+		err = -EPROTO;
+	if (err == 0)
+		err = rl_swap_fd(fd, pfd);
+	if (err == 0) {
+		ri->kind = RL_KIND_UDP;
+		if (m.llen > 0) {
+			ri->local = m.local;
+			ri->llen = m.llen;
+		}
+	}
+	if (pfd >= 0)
+		real.close(pfd);
+	return err;
+}
+
+static int rl_udp_connect(struct ipx_relay_info *ri, int fd, const struct sockaddr *sa,
+			  socklen_t len)
+{
+	struct rl_msg m = { .type = RL_UCONNECT };
+	struct in_addr a;
+	int pfd, err;
+
+	if (ri->kind == RL_KIND_NEW && sa != NULL && sa->sa_family != AF_UNSPEC &&
+	    (!rl_v4(sa, len, &a) || !stack_routes(a))) {
+		/* Loopback, another subnet: the kernel socket connects. */
+		rl_to_kernel(fd);
+		return real.connect(fd, sa, len) < 0 ? -errno : 0;
+	}
+	if (sa == NULL || (size_t)len > sizeof(m.peer))
+		return -EINVAL;
+	pthread_mutex_lock(&rl_child_lock);
+	err = rl_udp_attach_locked(ri, fd);
+	if (err == 0) {
+		m.id = ri->oid;
+		memcpy(&m.peer, sa, len);
+		m.plen = len;
+		err = rl_child_call(&m, &pfd);
+	}
+	if (err == 0) {
+		ri->local = m.local;
+		ri->llen = m.llen;
+		ri->peer = m.peer;
+		ri->plen = m.plen;
+	}
+	pthread_mutex_unlock(&rl_child_lock);
+	return err;
+}
+
+bool ipx_relay_is_dgram(const struct ipx_file *f)
+{
+	return f->relay != NULL && f->relay->type == SOCK_DGRAM;
+}
+
+ssize_t ipx_relay_udp_recvmsg(struct ipx_file *f, int fd, struct msghdr *msg, int flags)
+{
+	struct ipx_relay_info *ri = f->relay;
+	struct rl_dgram h;
+	ssize_t n;
+	int err;
+
+	if (msg->msg_iovlen > IOV_MAX)
+		return -EMSGSIZE;
+	if (ri->kind != RL_KIND_UDP) {
+		pthread_mutex_lock(&rl_child_lock);
+		err = rl_udp_attach_locked(ri, fd);
+		pthread_mutex_unlock(&rl_child_lock);
+		if (err < 0)
+			return err;
+	}
+	struct iovec iov[1 + msg->msg_iovlen];
+	struct msghdr m2 = { .msg_iov = iov, .msg_iovlen = 1 + msg->msg_iovlen };
+
+	iov[0].iov_base = &h;
+	iov[0].iov_len = sizeof(h);
+	for (size_t i = 0; i < msg->msg_iovlen; i++)
+		iov[1 + i] = msg->msg_iov[i];
+	n = real.recvmsg(fd, &m2, flags & (MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC));
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -ENETDOWN;	/* the owner is gone */
+	if ((size_t)n < sizeof(h))
+		return -EPROTO;
+	msg->msg_flags = m2.msg_flags & MSG_TRUNC;
+	msg->msg_controllen = 0;
+	if (msg->msg_name != NULL) {
+		socklen_t al = h.alen <= sizeof(h.addr) ? h.alen : 0;
+
+		memcpy(msg->msg_name, &h.addr, msg->msg_namelen < al ? msg->msg_namelen : al);
+		msg->msg_namelen = al;
+	}
+	return n - (ssize_t)sizeof(h);
+}
+
+ssize_t ipx_relay_udp_sendmsg(struct ipx_file *f, int fd, const struct msghdr *msg, int flags)
+{
+	struct ipx_relay_info *ri = f->relay;
+	struct rl_dgram h = { 0 };
+	size_t total = 0;
+	ssize_t n;
+	int err;
+
+	if (msg->msg_iovlen > IOV_MAX)
+		return -EMSGSIZE;
+	for (size_t i = 0; i < msg->msg_iovlen; i++)
+		total += msg->msg_iov[i].iov_len;
+	if (total > RL_DGRAM_MAX - 28)
+		return -EMSGSIZE;
+	if (msg->msg_name != NULL && msg->msg_namelen > 0) {
+		if (msg->msg_namelen > sizeof(h.addr))
+			return -EINVAL;
+		memcpy(&h.addr, msg->msg_name, msg->msg_namelen);
+		h.alen = msg->msg_namelen;
+	} else if (ri->plen == 0) {
+		return -EDESTADDRREQ;
+	}
+	if (ri->kind != RL_KIND_UDP) {
+		pthread_mutex_lock(&rl_child_lock);
+		err = rl_udp_attach_locked(ri, fd);
+		pthread_mutex_unlock(&rl_child_lock);
+		if (err < 0)
+			return err;
+	}
+	struct iovec iov[1 + msg->msg_iovlen];
+	struct msghdr m2 = { .msg_iov = iov, .msg_iovlen = 1 + msg->msg_iovlen };
+
+	iov[0].iov_base = &h;
+	iov[0].iov_len = sizeof(h);
+	for (size_t i = 0; i < msg->msg_iovlen; i++)
+		iov[1 + i] = msg->msg_iov[i];
+	n = real.sendmsg(fd, &m2, (flags & MSG_DONTWAIT) | MSG_NOSIGNAL);
+	if (n < 0)
+		return errno == EPIPE ? -ENETDOWN : -errno;
+	return n < (ssize_t)sizeof(h) ? 0 : n - (ssize_t)sizeof(h);
 }
 
 int ipx_relay_bind(struct ipx_file *f, int fd, const struct sockaddr *sa, socklen_t len)
@@ -2261,6 +2535,9 @@ int ipx_relay_bind(struct ipx_file *f, int fd, const struct sockaddr *sa, sockle
 			ri->llen = m.llen;
 		}
 	}
+	/* A bound UDP socket receives from now on: attach it. */
+	if (err == 0 && ri->type == SOCK_DGRAM)
+		err = rl_udp_attach_locked(ri, fd);
 	pthread_mutex_unlock(&rl_child_lock);
 	return err;
 }
@@ -2323,6 +2600,8 @@ int ipx_relay_connect(struct ipx_file *f, int fd, const struct sockaddr *sa, soc
 	struct in_addr a;
 	int pfd = -1, err;
 
+	if (ri->type == SOCK_DGRAM)
+		return rl_udp_connect(ri, fd, sa, len);
 	if (ri->kind == RL_KIND_CONN)
 		return -EISCONN;
 	if (ri->kind != RL_KIND_NEW)

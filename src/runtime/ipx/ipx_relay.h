@@ -8,7 +8,7 @@
 struct ipx_file;
 
 /*
- * The model (docs/runtime.md, "fork"):
+ * The model (docs/runtime.md, "Fork"):
  *  - One process runs the stack and drives the NIC: the owner (the process
  *    that started it).  fork() in the owner goes through our wrapper, which
  *    gives the child a remote reference (lsock_remote_get) on every libOS
@@ -27,24 +27,24 @@ struct ipx_file;
  *                 another child;
  *      connection a SOCK_STREAM socketpair end; the owner copies bytes
  *                 between it and the TCP connection both ways.
- *    Reads, writes, sendfile, poll, epoll, shutdown, FIONREAD are then the
- *    kernel's; names and options are answered here (ipx_relay_getname,
- *    ipx_relay_getsockopt/setsockopt).
+ *      UDP socket a SOCK_SEQPACKET channel carrying each datagram with its
+ *                 address (struct rl_dgram); the data calls are ours.
+ *    For TCP, reads, writes, sendfile, poll, epoll, shutdown, FIONREAD are
+ *    then the kernel's; names and options are answered here
+ *    (ipx_relay_getname, ipx_relay_getsockopt/setsockopt).
  *  - A socket stays open while any process holds it: closing it in the
  *    owner while a child still holds it (fork-per-connection servers) only
  *    drops a descriptor; the child's close (RELEASE), exit (pidfd) or its
  *    end of the relay being closed drops the child's reference.
- *  - TCP sockets a child makes are the owner's too: bind, listen and
- *    connect are done by the owner's stack and the descriptor re-pointed
- *    as above.  UDP sockets a child makes are kernel sockets (loopback and
- *    the kernel's routes only), said once on stderr.
+ *  - Sockets a child makes are the owner's too: bind, listen and connect
+ *    are done by the owner's stack and the descriptor re-pointed as above.
  *  - A child's own fork() asks the owner for a record first, so
  *    grandchildren are served the same way.
  *  - When the owner exits while children still use its sockets, a keeper
  *    (a fork of it taken at exit) goes on serving them (docs/runtime.md).
- * Not yet: UDP sockets are not relayed; a TCP reset reaches a child as end
- * of file; a child's connect() waits for the outcome even when the socket
- * is non-blocking.
+ * Not yet: a TCP reset reaches a child as end of file; a child's connect()
+ * waits for the outcome even when the socket is non-blocking; errors the
+ * stack reports for a child's datagram (EMSGSIZE aside) are not seen by it.
  */
 
 /* True in a process forked from the owner (it has no stack). */
@@ -79,7 +79,15 @@ IPX_RELAY_WEAK void ipx_relay_info_free(struct ipx_file *f);
  * socket; bind/listen/connect make the owner's socket and, for listen and
  * connect, re-point the descriptor as for inherited ones.  Loopback and
  * IPv6 binds and connects leave the descriptor a plain kernel socket. */
-IPX_RELAY_WEAK int ipx_relay_socket(int domain, int kfd);
+IPX_RELAY_WEAK int ipx_relay_socket(int domain, int type, int kfd);
+/* Child, UDP sockets (inherited or made): datagrams travel with their
+ * address over a SOCK_SEQPACKET channel, so the data calls go through
+ * these (the socket calls' wrappers dispatch when ipx_relay_is_dgram). */
+IPX_RELAY_WEAK bool ipx_relay_is_dgram(const struct ipx_file *f);
+IPX_RELAY_WEAK ssize_t ipx_relay_udp_recvmsg(struct ipx_file *f, int fd, struct msghdr *msg,
+					     int flags);
+IPX_RELAY_WEAK ssize_t ipx_relay_udp_sendmsg(struct ipx_file *f, int fd,
+					     const struct msghdr *msg, int flags);
 IPX_RELAY_WEAK int ipx_relay_bind(struct ipx_file *f, int fd, const struct sockaddr *sa,
 				  socklen_t len);
 IPX_RELAY_WEAK int ipx_relay_listen(struct ipx_file *f, int fd, int backlog);

@@ -46,6 +46,35 @@ static ssize_t ipx_sigpipe(ssize_t r, int flags)
 
 static struct ipx_file *ipx_get_relay(int fd);
 
+/* The file behind fd's data calls: a libOS socket, or (forked child) a
+ * relayed UDP socket whose datagrams carry their address; pinned, or NULL
+ * for the kernel's. */
+static struct ipx_file *ipx_get_io(int fd)
+{
+	struct ipx_file *f = ipx_get(fd);
+
+	if (f != NULL && f->kind != IPX_SOCK &&
+	    !(f->kind == IPX_RELAY && ipx_relay_is_dgram(f))) {
+		ipx_put(f);
+		f = NULL;
+	}
+	return f;
+}
+
+static ssize_t ipx_do_recvmsg(struct ipx_file *f, int fd, struct msghdr *msg, int flags)
+{
+	if (f->kind == IPX_RELAY)
+		return ipx_relay_udp_recvmsg(f, fd, msg, flags);
+	return lsock_recvmsg(f->sock, msg, flags);
+}
+
+static ssize_t ipx_do_sendmsg(struct ipx_file *f, int fd, const struct msghdr *msg, int flags)
+{
+	if (f->kind == IPX_RELAY)
+		return ipx_relay_udp_sendmsg(f, fd, msg, flags);
+	return lsock_sendmsg(f->sock, msg, flags);
+}
+
 /*
  * Started by the first socket the libOS would serve (stack.h).  Weak, so
  * the interposition layer also links without the stack (unit tests).
@@ -76,19 +105,9 @@ static int ipx_socket_ours(int domain, int type, int protocol)
 		ok = false;
 	if (!ok)
 		return 0;
-	if (ipx_relay_child) {
-		/* The stack is the owner's (ipx_relay.h): TCP goes through
-		 * it; UDP is not relayed: say so once. */
-		static atomic_bool said;
-
-		if (base == SOCK_STREAM)
-			return 2;
-		if (!atomic_exchange(&said, true))
-			fprintf(stderr, "libretto: pid %d is a forked child of the process that "
-				"runs the TCP/IP stack: its new UDP sockets are kernel sockets "
-				"(loopback and the kernel's routes only)\n", (int)getpid());
-		return 0;
-	}
+	/* The stack is the owner's (ipx_relay.h). */
+	if (ipx_relay_child)
+		return 2;
 	if (stack_start == NULL)
 		return stack_active();
 	err = stack_start();
@@ -113,7 +132,7 @@ IPX_EXPORT int socket(int domain, int type, int protocol)
 	if (kfd < 0 || !ours)
 		return kfd;
 	if (ours == 2) {
-		err = ipx_relay_socket(domain, kfd);
+		err = ipx_relay_socket(domain, type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), kfd);
 		if (err < 0) {
 			real.close(kfd);
 			errno = -err;
@@ -341,7 +360,7 @@ IPX_EXPORT int shutdown(int fd, int how)
 	return (int)ipx_ret(r);
 }
 
-static ssize_t ipx_recv_iov(struct ipx_file *f, const struct iovec *iov, int cnt,
+static ssize_t ipx_recv_iov(struct ipx_file *f, int fd, const struct iovec *iov, int cnt,
 			    int flags, struct sockaddr *sa, socklen_t *len)
 {
 	struct msghdr msg = {
@@ -352,14 +371,14 @@ static ssize_t ipx_recv_iov(struct ipx_file *f, const struct iovec *iov, int cnt
 	};
 	ssize_t r;
 
-	r = lsock_recvmsg(f->sock, &msg, flags);
+	r = ipx_do_recvmsg(f, fd, &msg, flags);
 	if (r >= 0 && len != NULL)
 		*len = msg.msg_namelen;
 	ipx_put(f);
 	return ipx_ret(r);
 }
 
-static ssize_t ipx_send_iov(struct ipx_file *f, const struct iovec *iov, int cnt,
+static ssize_t ipx_send_iov(struct ipx_file *f, int fd, const struct iovec *iov, int cnt,
 			    int flags, const struct sockaddr *sa, socklen_t len)
 {
 	struct msghdr msg = {
@@ -370,34 +389,34 @@ static ssize_t ipx_send_iov(struct ipx_file *f, const struct iovec *iov, int cnt
 	};
 	ssize_t r;
 
-	r = ipx_sigpipe(lsock_sendmsg(f->sock, &msg, flags), flags);
+	r = ipx_sigpipe(ipx_do_sendmsg(f, fd, &msg, flags), flags);
 	ipx_put(f);
 	return ipx_ret(r);
 }
 
 IPX_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 	struct iovec iov = { buf, n };
 
 	if (f == NULL)
 		return real.read(fd, buf, n);
-	return ipx_recv_iov(f, &iov, 1, 0, NULL, NULL);
+	return ipx_recv_iov(f, fd, &iov, 1, 0, NULL, NULL);
 }
 
 IPX_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 	struct iovec iov = { (void *)buf, n };
 
 	if (f == NULL)
 		return real.write(fd, buf, n);
-	return ipx_send_iov(f, &iov, 1, 0, NULL, 0);
+	return ipx_send_iov(f, fd, &iov, 1, 0, NULL, 0);
 }
 
 IPX_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 
 	if (f == NULL)
 		return real.readv(fd, iov, cnt);
@@ -405,12 +424,12 @@ IPX_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
 		ipx_put(f);
 		return ipx_ret(-EINVAL);
 	}
-	return ipx_recv_iov(f, iov, cnt, 0, NULL, NULL);
+	return ipx_recv_iov(f, fd, iov, cnt, 0, NULL, NULL);
 }
 
 IPX_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 
 	if (f == NULL)
 		return real.writev(fd, iov, cnt);
@@ -418,71 +437,71 @@ IPX_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 		ipx_put(f);
 		return ipx_ret(-EINVAL);
 	}
-	return ipx_send_iov(f, iov, cnt, 0, NULL, 0);
+	return ipx_send_iov(f, fd, iov, cnt, 0, NULL, 0);
 }
 
 IPX_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 	struct iovec iov = { buf, n };
 
 	if (f == NULL)
 		return real.recv(fd, buf, n, flags);
-	return ipx_recv_iov(f, &iov, 1, flags, NULL, NULL);
+	return ipx_recv_iov(f, fd, &iov, 1, flags, NULL, NULL);
 }
 
 IPX_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 	struct iovec iov = { (void *)buf, n };
 
 	if (f == NULL)
 		return real.send(fd, buf, n, flags);
-	return ipx_send_iov(f, &iov, 1, flags, NULL, 0);
+	return ipx_send_iov(f, fd, &iov, 1, flags, NULL, 0);
 }
 
 IPX_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
 			    __SOCKADDR_ARG addr, socklen_t *len)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 	struct iovec iov = { buf, n };
 
 	if (f == NULL)
 		return real.recvfrom(fd, buf, n, flags, SA(addr), len);
-	return ipx_recv_iov(f, &iov, 1, flags, SA(addr), SA(addr) ? len : NULL);
+	return ipx_recv_iov(f, fd, &iov, 1, flags, SA(addr), SA(addr) ? len : NULL);
 }
 
 IPX_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 			  __CONST_SOCKADDR_ARG addr, socklen_t len)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 	struct iovec iov = { (void *)buf, n };
 
 	if (f == NULL)
 		return real.sendto(fd, buf, n, flags, SA(addr), len);
-	return ipx_send_iov(f, &iov, 1, flags, SA(addr), len);
+	return ipx_send_iov(f, fd, &iov, 1, flags, SA(addr), len);
 }
 
 IPX_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 	ssize_t r;
 
 	if (f == NULL)
 		return real.recvmsg(fd, msg, flags);
-	r = lsock_recvmsg(f->sock, msg, flags);
+	r = ipx_do_recvmsg(f, fd, msg, flags);
 	ipx_put(f);
 	return ipx_ret(r);
 }
 
 IPX_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 	ssize_t r;
 
 	if (f == NULL)
 		return real.sendmsg(fd, msg, flags);
-	r = ipx_sigpipe(lsock_sendmsg(f->sock, msg, flags), flags);
+	r = ipx_sigpipe(ipx_do_sendmsg(f, fd, msg, flags), flags);
 	ipx_put(f);
 	return ipx_ret(r);
 }
@@ -504,7 +523,7 @@ static bool ipx_ts_passed(const struct timespec *deadline)
 IPX_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags,
 			struct timespec *t)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 	struct timespec deadline;
 	unsigned int i;
 	ssize_t r = 0;
@@ -527,7 +546,7 @@ IPX_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags,
 	if (n > 1024)
 		n = 1024;
 	for (i = 0; i < n; i++) {
-		r = lsock_recvmsg(f->sock, &v[i].msg_hdr, flags & ~MSG_WAITFORONE);
+		r = ipx_do_recvmsg(f, fd, &v[i].msg_hdr, flags & ~MSG_WAITFORONE);
 		if (r < 0)
 			break;
 		v[i].msg_len = (unsigned int)r;
@@ -546,7 +565,7 @@ IPX_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags,
 
 IPX_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 {
-	struct ipx_file *f = ipx_get_sock(fd);
+	struct ipx_file *f = ipx_get_io(fd);
 	unsigned int i;
 	ssize_t r = 0;
 
@@ -555,7 +574,7 @@ IPX_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 	if (n > 1024)
 		n = 1024;
 	for (i = 0; i < n; i++) {
-		r = ipx_sigpipe(lsock_sendmsg(f->sock, &v[i].msg_hdr, flags), flags);
+		r = ipx_sigpipe(ipx_do_sendmsg(f, fd, &v[i].msg_hdr, flags), flags);
 		if (r < 0)
 			break;
 		v[i].msg_len = (unsigned int)r;
