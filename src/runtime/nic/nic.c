@@ -6,6 +6,7 @@
 static const struct nic_ops *const nic_backends[] = {
 	&nic_afxdp_ops,
 	&nic_afpacket_ops,
+	&nic_shm_ops,
 };
 
 const struct nic_ops *nic_ops_by_name(const char *name)

@@ -77,6 +77,9 @@ struct nic {
 
 extern const struct nic_ops nic_afxdp_ops;
 extern const struct nic_ops nic_afpacket_ops;
+/* Indirect mode: the ring region shared with libretto-netd (lease keys
+ * ring_fd, efd_netd_fd, efd_app_fd; include/libretto/ring.h). */
+extern const struct nic_ops nic_shm_ops;
 
 /* The ops table named by the lease's "backend=" key, or NULL. */
 const struct nic_ops *nic_ops_by_name(const char *name);

@@ -223,6 +223,10 @@ static int lease_validate(struct stack_lease *l)
 		return -EINVAL;
 	if (strcmp(l->ops->name, "afpacket") == 0 && lease_fd(kv, "packet_fd", true, &fd) < 0)
 		return -EINVAL;
+	if (strcmp(l->ops->name, "shm") == 0 &&
+	    (lease_fd(kv, "ring_fd", true, &fd) < 0 || lease_fd(kv, "efd_netd_fd", true, &fd) < 0 ||
+	     lease_fd(kv, "efd_app_fd", true, &fd) < 0))
+		return -EINVAL;
 	return 0;
 }
 
