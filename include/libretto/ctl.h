@@ -26,6 +26,26 @@
  *                 vf=, ifindex=, backend=, umem_size=, frame_size=,
  *                 ring_size=, fds=xsk,umem,region (afxdp) or
  *                 fds=packet,region (afpacket).
+ *   register      (indirect, the network server's rings; issue 4)
+ *                 keys: name=, mode=indirect, ip=shared|auto|A.B.C.D (shared
+ *                 and auto: the shared IP; A.B.C.D: a dedicated pool address,
+ *                 or the shared IP itself).  Needs netd running (else
+ *                 ENETDOWN, error= says why).  librettod creates the ring
+ *                 region (a memfd laid out by ring_region_init(), sealed
+ *                 F_SEAL_SHRINK|F_SEAL_GROW), the two doorbell eventfds, and
+ *                 sends netd `app_add` (netd.h); the lease's end sends
+ *                 `app_del` and removes the application's ports.
+ *                 Reply keys: id=, name=, ip=, prefix=, gateway=, mac= (netd's
+ *                 MAC: the application sends from it), backend=shm,
+ *                 ring_nframes=, ring_frame_size=, ring_size=,
+ *                 fds=ring,efd_netd,efd_app,region.
+ *   port          on a lease connection (indirect): keys op=add|del,
+ *                 proto=tcp|udp, port=N (1..65535), ip=A.B.C.D|any (any: the
+ *                 lease's address).  Adds/removes (ip, proto, port) -> this
+ *                 application in the port table netd steers by.  Reply
+ *                 errno=0; EADDRINUSE when another application holds it
+ *                 (error= names it); add of an entry the application holds
+ *                 already: 0 (reference counted by the runtime, not here).
  *   ps            reply: "apps=N" then, per application, one line
  *                 "app=<id> name= pid= alive=0|1 mode= ip= mac= vf= backend=
  *                 rx_packets= rx_bytes= tx_packets= tx_bytes= ports=tcp:80,udp:53"
