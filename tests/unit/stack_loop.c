@@ -124,6 +124,25 @@ struct libretto_region *stack_region(void)
 }
 
 /* Same contract as the real stack: reference counted, highest state shown. */
+/* Direct mode only here: no port claims. */
+bool stack_indirect(void)
+{
+	return false;
+}
+
+int stack_port_claim(uint8_t proto, uint16_t *port)
+{
+	(void)proto;
+	(void)port;
+	return 0;
+}
+
+void stack_port_unclaim(uint8_t proto, uint16_t port)
+{
+	(void)proto;
+	(void)port;
+}
+
 void stack_port_add(uint8_t proto, uint16_t port, uint8_t state)
 {
 	struct libretto_region *r = &loop_region;

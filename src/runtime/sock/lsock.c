@@ -216,6 +216,26 @@ void ls_port_publish(struct lsock *s, uint16_t port, uint8_t state)
 	s->port_state = state;
 }
 
+int ls_claim(struct lsock *s, uint16_t *port)
+{
+	int err;
+
+	if (s->claimed_port != 0 || !stack_indirect())
+		return 0;
+	err = stack_port_claim(ls_proto(s), port);
+	if (err == 0)
+		s->claimed_port = *port;
+	return err;
+}
+
+void ls_unclaim(struct lsock *s)
+{
+	if (s->claimed_port != 0) {
+		stack_port_unclaim(ls_proto(s), s->claimed_port);
+		s->claimed_port = 0;
+	}
+}
+
 void ls_port_withdraw(struct lsock *s)
 {
 	if (s->port_pub == 0)
@@ -422,6 +442,7 @@ static void ls_open_unlink(struct lsock *s)
 static void ls_close_locked(struct lsock *s)
 {
 	s->closed = true;
+	ls_unclaim(s);
 	ls_open_unlink(s);
 	if (s->type == SOCK_STREAM)
 		ls_tcp_close(s);	/* may unlock and relock to linger */

@@ -95,6 +95,9 @@ struct lsock {
 	bool klisten;
 	bool kudp;
 
+	/* Indirect mode: the port claimed in librettod's table (0: none). */
+	uint16_t claimed_port;
+
 	/* Ports published with stack_port_add. */
 	uint16_t port_pub;
 	uint8_t port_state;
@@ -149,6 +152,10 @@ void ls_rxq_push(struct lsock *s, struct ls_buf *b);
 void ls_rxq_flush(struct lsock *s);
 void ls_port_publish(struct lsock *s, uint16_t port, uint8_t state);
 void ls_port_withdraw(struct lsock *s);
+/* Indirect mode: claim *port (0: an ephemeral one, returned) for s before
+ * lwIP binds it; ls_unclaim() gives it back (close, a failed bind). */
+int ls_claim(struct lsock *s, uint16_t *port);
+void ls_unclaim(struct lsock *s);
 /* List / unlist a TCP connection (s->local, s->remote) in the region so that
  * librettod can reset its peer if the process dies; idempotent. */
 void ls_conn_publish(struct lsock *s);

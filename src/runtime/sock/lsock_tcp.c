@@ -375,9 +375,13 @@ int ls_tcp_bind(struct lsock *s, const struct sockaddr_in *sin)
 	}
 	ip_addr_t ip;
 	ls_ipaddr(&ip, a);
+	if (!ls_is_loopback(a) && (r = ls_claim(s, &port)) < 0)
+		return r;
 	err_t err = tcp_bind(s->pcb.tcp, &ip, port);
-	if (err != ERR_OK)
+	if (err != ERR_OK) {
+		ls_unclaim(s);
 		return ls_err(err);
+	}
 	s->bound = true;
 	ls_tcp_cache_addrs(s, s->pcb.tcp);
 	if (!ls_is_loopback(a))
@@ -438,9 +442,15 @@ int ls_tcp_listen(struct lsock *s, int backlog)
 	if ((r = ls_tcp_pcb(s)) < 0)
 		return r;
 	if (!s->bound) {
-		err_t err = tcp_bind(s->pcb.tcp, IP4_ADDR_ANY, 0);
-		if (err != ERR_OK)
+		uint16_t port = 0;
+
+		if ((r = ls_claim(s, &port)) < 0)
+			return r;
+		err_t err = tcp_bind(s->pcb.tcp, IP4_ADDR_ANY, port);
+		if (err != ERR_OK) {
+			ls_unclaim(s);
 			return ls_err(err);
+		}
 		s->bound = true;
 		ls_tcp_cache_addrs(s, s->pcb.tcp);
 	}
@@ -597,6 +607,18 @@ int ls_tcp_connect(struct lsock *s, const struct sockaddr_in *sin)
 	}
 	if ((r = ls_tcp_pcb(s)) < 0)
 		goto out;
+	/* Indirect mode: lwIP must not pick the local port itself. */
+	if (s->pcb.tcp->local_port == 0 && stack_indirect()) {
+		uint16_t port = 0;
+
+		if ((r = ls_claim(s, &port)) < 0)
+			goto out;
+		if (tcp_bind(s->pcb.tcp, IP4_ADDR_ANY, port) != ERR_OK) {
+			ls_unclaim(s);
+			r = -EADDRINUSE;
+			goto out;
+		}
+	}
 	ip_addr_t ip;
 	ls_ipaddr(&ip, sin->sin_addr.s_addr);
 	ls_tcp_attach(s, s->pcb.tcp);

@@ -74,6 +74,24 @@ static void ls_udp_note_bind(struct lsock *s)
 	ls_port_publish(s, pcb->local_port, 1);
 }
 
+/* Indirect mode: lwIP must not pick the local port of a first connect or
+ * sendto itself; claim one and bind it (under the lock). */
+static int ls_udp_implicit_bind(struct lsock *s)
+{
+	uint16_t port = 0;
+	int r;
+
+	if (s->pcb.udp->local_port != 0 || !stack_indirect())
+		return 0;
+	if ((r = ls_claim(s, &port)) < 0)
+		return r;
+	if (udp_bind(s->pcb.udp, IP4_ADDR_ANY, port) != ERR_OK) {
+		ls_unclaim(s);
+		return -EADDRINUSE;
+	}
+	return 0;
+}
+
 int ls_udp_bind(struct lsock *s, const struct sockaddr_in *sin)
 {
 	uint32_t a = sin->sin_addr.s_addr;
@@ -97,9 +115,13 @@ int ls_udp_bind(struct lsock *s, const struct sockaddr_in *sin)
 	}
 	ip_addr_t ip;
 	ls_ipaddr(&ip, a);
+	if (!ls_is_loopback(a) && (r = ls_claim(s, &port)) < 0)
+		return r;
 	err_t err = udp_bind(s->pcb.udp, &ip, port);
-	if (err != ERR_OK)
+	if (err != ERR_OK) {
+		ls_unclaim(s);
 		return ls_err(err);
+	}
 	s->bound = true;
 	ls_sockaddr(&s->local, &s->pcb.udp->local_ip, s->pcb.udp->local_port);
 	if (ls_is_loopback(a))
@@ -140,7 +162,7 @@ int ls_udp_connect(struct lsock *s, const struct sockaddr *sa, socklen_t len)
 	stack_lock();
 	if (s->closed) {
 		r = -EBADF;
-	} else if ((r = ls_udp_pcb(s)) == 0) {
+	} else if ((r = ls_udp_pcb(s)) == 0 && (r = ls_udp_implicit_bind(s)) == 0) {
 		ip_addr_t ip;
 		ls_ipaddr(&ip, sin.sin_addr.s_addr);
 		r = ls_err(udp_connect(s->pcb.udp, &ip, ntohs(sin.sin_port)));
@@ -213,7 +235,7 @@ ssize_t ls_udp_sendmsg(struct lsock *s, const struct msghdr *msg, int flags)
 		r = -EDESTADDRREQ;
 		goto out;
 	}
-	if ((r = ls_udp_pcb(s)) < 0)
+	if ((r = ls_udp_pcb(s)) < 0 || (r = ls_udp_implicit_bind(s)) < 0)
 		goto out;
 	struct pbuf *p = pbuf_alloc(PBUF_TRANSPORT, (u16_t)total, PBUF_RAM);
 	if (p == NULL) {

@@ -926,3 +926,103 @@ int stack_keeper_child(void)
 	pthread_detach(tid);
 	return stack_start_progress();
 }
+
+/* ------------------------------------------------- indirect: port claims */
+
+bool stack_indirect(void)
+{
+	return stack.leased && stack.lease.ops == &nic_shm_ops;
+}
+
+/* Claimed (proto, port) pairs and how many sockets use each; under the
+ * stack lock. */
+#define STACK_MAX_CLAIMS 4096
+static struct {
+	uint8_t proto;
+	uint16_t port;
+	uint32_t refs;
+} stack_claims[STACK_MAX_CLAIMS];
+static int stack_nclaims;
+
+/* One `port` request on the lease connection; 0 or -errno. */
+static int stack_port_rpc(const char *op, uint8_t proto, uint16_t port)
+{
+	char req[128], rep[512];
+	int n;
+
+	if (stack.lease.ctl_fd < 0)
+		return -ENOTCONN;
+	n = snprintf(req, sizeof(req), "port\nop=%s\nproto=%s\nport=%u\nip=any\n", op,
+		     proto == REGION_PROTO_TCP ? "tcp" : "udp", (unsigned)port);
+	if (ctl_send(stack.lease.ctl_fd, req, (size_t)n, NULL, 0) < 0 ||
+	    ctl_recv(stack.lease.ctl_fd, rep, sizeof(rep), NULL, NULL) < 0)
+		return -EIO;
+	const char *e = strstr(rep, "errno=");
+
+	if (e == NULL)
+		return -EPROTO;
+	n = atoi(e + 6);
+	return n > 0 ? -n : 0;
+}
+
+int stack_port_claim(uint8_t proto, uint16_t *port)
+{
+	int i, err;
+
+	if (!stack_indirect())
+		return 0;
+	if (*port == 0) {
+		/* An ephemeral port: ours to pick, librettod to grant. */
+		uint32_t r = 0;
+
+		if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
+			r = (uint32_t)getpid() * 2654435761u;
+		for (int tries = 0; tries < 64; tries++) {
+			uint16_t cand = (uint16_t)(49152 + (r + (uint32_t)tries * 7919u) % 16384);
+			bool mine = false;
+
+			for (i = 0; i < stack_nclaims; i++)
+				if (stack_claims[i].proto == proto && stack_claims[i].port == cand)
+					mine = true;
+			if (mine)
+				continue;
+			*port = cand;
+			err = stack_port_claim(proto, port);
+			if (err != -EADDRINUSE)
+				return err;
+		}
+		*port = 0;
+		return -EADDRINUSE;
+	}
+	for (i = 0; i < stack_nclaims; i++) {
+		if (stack_claims[i].proto == proto && stack_claims[i].port == *port) {
+			stack_claims[i].refs++;
+			return 0;
+		}
+	}
+	if (stack_nclaims == STACK_MAX_CLAIMS)
+		return -ENOBUFS;
+	err = stack_port_rpc("add", proto, *port);
+	if (err < 0)
+		return err;
+	stack_claims[stack_nclaims].proto = proto;
+	stack_claims[stack_nclaims].port = *port;
+	stack_claims[stack_nclaims].refs = 1;
+	stack_nclaims++;
+	return 0;
+}
+
+void stack_port_unclaim(uint8_t proto, uint16_t port)
+{
+	if (!stack_indirect() || port == 0)
+		return;
+	for (int i = 0; i < stack_nclaims; i++) {
+		if (stack_claims[i].proto != proto || stack_claims[i].port != port)
+			continue;
+		if (--stack_claims[i].refs == 0) {
+			(void)stack_port_rpc("del", proto, port);
+			stack_claims[i] = stack_claims[--stack_nclaims];
+		}
+		return;
+	}
+}

@@ -137,6 +137,22 @@ int stack_ctl_fd(void);
  *  stack_keeper_child()    in the keeper: claim the NIC and the region,
  *                          restart the progress thread and lwIP's timers.
  */
+/*
+ * Indirect mode (backend shm): every port a socket uses is claimed in
+ * librettod's port table (the `port` command of ctl.h) before lwIP binds
+ * it, so that netd steers its traffic here and no other application on the
+ * shared IP can take it.  stack_port_claim(proto, &port): port 0 picks a
+ * free ephemeral port (49152-65535) and returns it; a port this process
+ * already claimed is reference counted.  0, -EADDRINUSE (another
+ * application holds it) or -errno.  stack_port_unclaim() drops one
+ * reference.  Both are no-ops in direct mode.  The caller holds the stack
+ * lock: the request to librettod is made under it (librettod answers
+ * without waiting on anything).
+ */
+bool stack_indirect(void);
+int stack_port_claim(uint8_t proto, uint16_t *port);
+void stack_port_unclaim(uint8_t proto, uint16_t port);
+
 void stack_keeper_prepare(void);
 void stack_keeper_abort(void);
 void stack_keeper_parent(pid_t keeper);
