@@ -112,8 +112,45 @@ enum rl_tag { RL_T_DOOR = 1, RL_T_LFD, RL_T_CTL, RL_T_PID, RL_T_PUMP, RL_T_SUB, 
 
 struct rl_ev {
 	enum rl_tag tag;
+	bool dead;		/* freed in this turn of the loop (rl_bury) */
 	void *obj;
 };
+
+/*
+ * Objects freed while the relay loop handles a batch of events may still
+ * have events later in that batch: they are buried (their events marked
+ * dead) and freed when the batch is done.
+ */
+static void **rl_grave;
+static int rl_ngrave, rl_capgrave;
+
+static void rl_bury(void *obj, struct rl_ev *ev1, struct rl_ev *ev2)
+{
+	if (ev1 != NULL)
+		ev1->dead = true;
+	if (ev2 != NULL)
+		ev2->dead = true;
+	if (rl_ngrave == rl_capgrave) {
+		int cap = rl_capgrave ? 2 * rl_capgrave : 64;
+		void **q = realloc(rl_grave, (size_t)cap * sizeof(*q));
+
+		if (q == NULL) {
+			/* No room to defer: leak it rather than risk a use
+			 * after free (rare, and only under memory pressure). */
+			return;
+		}
+		rl_grave = q;
+		rl_capgrave = cap;
+	}
+	rl_grave[rl_ngrave++] = obj;
+}
+
+static void rl_grave_empty(void)
+{
+	for (int i = 0; i < rl_ngrave; i++)
+		free(rl_grave[i]);
+	rl_ngrave = 0;
+}
 
 struct rl_child {
 	LIST_ENTRY(rl_child) link;
@@ -369,7 +406,7 @@ static void rl_pump_free(struct rl_pump *p)
 	if (p->child_end >= 0)
 		real.close(p->child_end);
 	rl_put_sock(p->s);
-	free(p);
+	rl_bury(p, &p->ev, NULL);
 }
 
 static struct rl_pump *rl_pump_new(struct lsock *s)
@@ -764,7 +801,7 @@ static void rl_listen_free(struct rl_listen *l)
 	while ((p = LIST_FIRST(&l->waiting)) != NULL)
 		rl_pump_free(p);
 	LIST_REMOVE(l, link);
-	free(l);
+	rl_bury(l, &l->kev, NULL);
 }
 
 static void rl_sub_free(struct rl_sub *sub)
@@ -786,7 +823,7 @@ static void rl_sub_free(struct rl_sub *sub)
 		p->on_plist = true;
 	}
 	rl_put_sock(l->s);
-	free(sub);
+	rl_bury(sub, &sub->ev, NULL);
 	if (LIST_EMPTY(&l->subs))
 		rl_listen_free(l);
 	else
@@ -958,7 +995,7 @@ static void rl_ctl_free(struct rl_ctl *ctl)
 	rl_ep(ctl->fd, &ctl->ev, 0, EPOLL_CTL_DEL);
 	real.close(ctl->fd);
 	LIST_REMOVE(ctl, link);
-	free(ctl);
+	rl_bury(ctl, &ctl->ev, NULL);
 }
 
 /* pid's parent is parent (/proc/pid/status), for a HELLO that came
@@ -1315,7 +1352,8 @@ static void rl_child_free(struct rl_child *c)
 	}
 	LIST_REMOVE(c, link);
 	free(c->socks);
-	free(c);
+	c->socks = NULL;
+	rl_bury(c, &c->pid_ev, NULL);
 }
 
 static void rl_accept_ctl(void)
@@ -1382,9 +1420,10 @@ static void *rl_main(void *arg)
 		for (int i = 0; i < n; i++) {
 			struct rl_ev *ev = evs[i].data.ptr;
 			uint32_t e = evs[i].events;
-			enum rl_tag tag = ev->tag;
 
-			switch (tag) {
+			if (ev->dead)
+				continue;
+			switch (ev->tag) {
 			case RL_T_DOOR:
 				door = true;
 				break;
@@ -1405,17 +1444,6 @@ static void *rl_main(void *arg)
 				break;
 			case RL_T_KLSN:
 				rl_listen_service(ev->obj);
-				break;
-			}
-			/* A handler may free objects that still have an event
-			 * later in this batch (and ev itself): stop after any
-			 * handler that can free and go round again (the events
-			 * are level-triggered, nothing is lost); only the two
-			 * static events are looked at without following them. */
-			if (tag != RL_T_DOOR && tag != RL_T_LFD) {
-				for (int j = i + 1; j < n; j++)
-					if (evs[j].data.ptr == &rl.door_ev)
-						door = true;
 				break;
 			}
 		}
@@ -1446,6 +1474,7 @@ static void *rl_main(void *arg)
 					rl_pend_service(pd);
 			}
 		}
+		rl_grave_empty();
 		pthread_mutex_unlock(&rl.lock);
 	}
 	return NULL;
