@@ -45,9 +45,12 @@ const char cmd_run_usage[] =
 	"inherits its descriptors, until the last of them exits; then librettod\n"
 	"takes them back at once.\n"
 	"\n"
-	"  --mode direct     the program owns a VF (the default, and the only mode\n"
-	"                    available: indirect and auto need the network server,\n"
-	"                    which is not implemented yet, and exit with status 2)\n"
+	"  --mode direct     the program owns a VF (the default)\n"
+	"  --mode indirect   the program's frames go through the network server\n"
+	"                    (libretto-netd) on the PF; --ip shared (the default in\n"
+	"                    this mode) shares librettod's shared IP with other\n"
+	"                    programs, told apart by their ports.  auto is not\n"
+	"                    available yet (exit status 2)\n"
 	"  --name NAME       the name `libretto ps` shows (default: CMD's basename)\n"
 	"  --ip A.B.C.D      the program's address, inside librettod's pool (see\n"
 	"                    `libretto status`; the testbed's is 10.42.0.10-10.42.0.99)\n"
@@ -271,12 +274,11 @@ int cmd_run(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return cli_usage_err("run", "name the program to run: libretto run [OPTIONS] -- CMD [ARGS...]");
-	if (strcmp(mode, "indirect") == 0 || strcmp(mode, "auto") == 0) {
-		cli_err("mode %s is not available yet: the network server is not implemented; "
-			"use --mode direct", mode);
+	if (strcmp(mode, "auto") == 0) {
+		cli_err("mode auto is not available yet; use --mode direct or --mode indirect");
 		return CLI_EXIT_USAGE;
 	}
-	if (strcmp(mode, "direct") != 0)
+	if (strcmp(mode, "direct") != 0 && strcmp(mode, "indirect") != 0)
 		return cli_usage_err("run", "unknown mode '%s' (direct, indirect or auto)", mode);
 	if (strcmp(backend, "afxdp") != 0 && strcmp(backend, "afpacket") != 0 &&
 	    strcmp(backend, "auto") != 0)
@@ -288,7 +290,11 @@ int cmd_run(int argc, char **argv)
 		run_default_name(argv[optind], defname, sizeof(defname));
 		name = defname;
 	}
-	if (strcmp(ip, "auto") != 0 && inet_pton(AF_INET, ip, &ia) != 1)
+	if (strcmp(mode, "indirect") == 0 && strcmp(ip, "auto") == 0)
+		ip = "shared";
+	if (strcmp(ip, "shared") == 0 && strcmp(mode, "indirect") != 0)
+		return cli_usage_err("run", "--ip shared needs --mode indirect");
+	if (strcmp(ip, "auto") != 0 && strcmp(ip, "shared") != 0 && inet_pton(AF_INET, ip, &ia) != 1)
 		return cli_usage_err("run", "--ip wants an IPv4 address like 10.42.0.10, not '%s'", ip);
 	if (strcmp(vf, "auto") != 0 && !run_ifname_ok(vf))
 		return cli_usage_err("run", "--vf wants an interface name like vf1, not '%s'", vf);
@@ -346,8 +352,11 @@ int cmd_run(int argc, char **argv)
 	ctl = cli_ctl_open(false);
 	if (ctl < 0)
 		return CLI_EXIT_FAIL;
-	snprintf(req, sizeof(req), "register\nname=%s\nmode=direct\nip=%s\nvf=%s\nbackend=%s\n",
-		 name, ip, vf, backend);
+	if (strcmp(mode, "indirect") == 0)
+		snprintf(req, sizeof(req), "register\nname=%s\nmode=indirect\nip=%s\n", name, ip);
+	else
+		snprintf(req, sizeof(req), "register\nname=%s\nmode=direct\nip=%s\nvf=%s\n"
+			 "backend=%s\n", name, ip, vf, backend);
 	n = cli_ctl_call(ctl, req, reply, sizeof(reply), fds, &nfds, RUN_REGISTER_TIMEOUT_MS);
 	if (n < 0) {
 		cli_err("librettod did not answer `register`: %s", strerror(-n));

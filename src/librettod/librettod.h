@@ -122,6 +122,51 @@ struct porttab *netd_sup_porttab(void);
 void netd_sup_stop(void);
 /* ---- end: netd supervision ---- */
 
+/* ---- begin: netd supervision, indirect mode's needs (netd_sup.c, tag p) ---- */
+/*
+ * netd_sup_running(): whether netd runs now; when not, why (one line) in why.
+ * netd_sup_request(): one request to the running netd (netd.h format);
+ * returns 0, the reply's error as -errno with its error= word in err, or
+ * -ENETDOWN when netd is not running.  netd_sup_mac(): the MAC netd sends
+ * from (the PF's), zeros until netd first ran.
+ */
+struct kv;
+bool netd_sup_running(char *why, size_t len);
+int netd_sup_request(const char *text, const int *fds, int nfds, char *err, size_t errlen);
+void netd_sup_mac(uint8_t mac[6]);
+/* ---- end: netd supervision, indirect mode's needs ---- */
+
+/* ---- begin: indirect mode (indirect.c, tag p) ---- */
+/*
+ * One indirect lease's ring region (LD_IND_NFRAMES frames of
+ * LD_IND_FRAME_SIZE bytes, rings of LD_IND_RING_SIZE), its two doorbell
+ * eventfds and its port table entries.  ind_open() creates them and sends
+ * netd `app_add` (id = the app id, which is also the port table's);
+ * 0 or -errno with a sentence in err.  ind_fds() gives the descriptors in
+ * the register reply's order ring, efd_netd, efd_app (not dup'd).
+ * ind_close() removes the application's ports, sends `app_del` and frees
+ * everything.  ind_port() serves a `port` request (ctl.h) on the lease:
+ * 0 or -errno with a sentence in err (EADDRINUSE names the holder; EACCES
+ * for a port below 1024 when uid, the lease's, is not root).
+ * ind_fmt_ports() formats the held ports as `ps` shows them.
+ * ind_netd_up() re-sends `app_add` of every lease to a netd that has just
+ * (re)started; ind_netd_down() clears RING_REGION_F_NETD_UP in every region
+ * when netd has died.
+ */
+#define LD_IND_NFRAMES 1024
+#define LD_IND_FRAME_SIZE 2048
+#define LD_IND_RING_SIZE 512
+struct ld_ind;
+int ind_open(unsigned id, const char *name, uint32_t ip, struct ld_ind **out, char *err,
+	     size_t errlen);
+int ind_fds(const struct ld_ind *x, int fds[3]);
+void ind_close(struct ld_ind *x);
+int ind_port(struct ld_ind *x, const struct kv *req, uid_t uid, char *err, size_t errlen);
+void ind_fmt_ports(const struct ld_ind *x, char *buf, size_t len);
+void ind_netd_up(void);
+void ind_netd_down(void);
+/* ---- end: indirect mode ---- */
+
 /*
  * server.c: the control socket and the event loop.  server_listen() binds
  * and listens (the caller has checked for a live daemon); server_run() runs

@@ -427,6 +427,7 @@ static int netd_try_start(void)
 	N.ever_started = true;
 	ld_log("netd started: pid=%d nic=%s mac=%s shared_ip=%s restarts=%u", (int)N.pid,
 	       cfg->nic, mac, ipbuf, N.restarts);
+	ind_netd_up();             /* tag p: the indirect leases, after nic/porttab/ip */
 	return 0;
 fail:
 	{
@@ -508,6 +509,7 @@ static void netd_died(void)
 	 */
 	dev_close(&N.dev);
 	N.dev_open = false;
+	ind_netd_down();           /* tag p: the regions say netd is gone */
 	N.quick_deaths = lived < NETD_QUICK_MS ? N.quick_deaths + 1 : 0;
 	delay = N.quick_deaths >= NETD_QUICK_MAX ? NETD_BACKOFF_MS : 0;
 	N.state = NETD_RESTARTING;
@@ -641,6 +643,37 @@ int netd_sup_stats(char *out, size_t cap, char *err, size_t errlen)
 	}
 	return (int)b.len;
 }
+
+/* ---- begin: indirect mode's needs (tag p) ---- */
+bool netd_sup_running(char *why, size_t len)
+{
+	if (N.state == NETD_RUNNING && N.ctl >= 0)
+		return true;
+	snprintf(why, len, "netd is %s%s%.300s", netd_state_names[N.state],
+		 N.reason[0] ? ": " : "", N.reason);
+	return false;
+}
+
+int netd_sup_request(const char *text, const int *fds, int nfds, char *err, size_t errlen)
+{
+	int e;
+
+	if (N.state != NETD_RUNNING || N.ctl < 0) {
+		netd_sup_running(err, errlen);
+		return -ENETDOWN;
+	}
+	e = netd_request(text, fds, nfds);
+	if (e == 0)
+		return 0;
+	snprintf(err, errlen, "%s", e > 0 ? reply_error() : strerror(-e));
+	return e > 0 ? -e : e;
+}
+
+void netd_sup_mac(uint8_t mac[6])
+{
+	memcpy(mac, N.dev.mac, 6);
+}
+/* ---- end: indirect mode's needs ---- */
 
 struct porttab *netd_sup_porttab(void)
 {

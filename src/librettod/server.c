@@ -90,6 +90,8 @@ struct app {
 	unsigned long peer_ino;    /* inode of the client end of conn, 0 unknown */
 	pid_t holders[APP_MAX_HOLDERS];
 	int nholders;              /* found by the last holders_scan(), capped */
+	struct ld_ind *ind;        /* tag p: indirect mode's rings (vf -1), NULL direct */
+	bool shared_ip;            /* tag p: ip is the shared IP, not a pool lease */
 	bool dead;
 	struct app *next;
 };
@@ -267,8 +269,16 @@ static void app_release(struct app *a, const char *reason)
 	char ip[16];
 
 	ld_log("release app=%u name=%s pid=%d ip=%s vf=%s backend=%s reason=%s",
-	       a->id, a->name, (int)a->pid, ip_fmt(a->ip, ip), vf_name(a->vf),
-	       proto_backend_name(a->dev.backend), reason);
+	       a->id, a->name, (int)a->pid, ip_fmt(a->ip, ip), a->ind ? "-" : vf_name(a->vf),
+	       a->ind ? "shm" : proto_backend_name(a->dev.backend), reason);
+	/* tag p: an indirect lease has no VF; its ports and rings go first. */
+	if (a->ind) {
+		ind_close(a->ind);
+		a->ind = NULL;
+		if (!a->shared_ip && ip_pool_put(&S.ips, a->ip) < 0)
+			ld_log("error: app=%u ip %s was not taken (registry bug)", a->id, ip);
+		goto common;
+	}
 	dev_close(&a->dev);
 	/*
 	 * Connections still listed belong to a process that died without
@@ -290,6 +300,7 @@ static void app_release(struct app *a, const char *reason)
 	S.vfs.slot[a->vf].owner = 0;
 	if (S.vf_released_ms)
 		S.vf_released_ms[a->vf] = now_ms();
+common:
 	region_destroy(a->region_fd, a->region);
 	a->region = NULL;
 	a->region_fd = -1;
@@ -734,6 +745,8 @@ static void on_timer(void)
 	}
 }
 
+static void cmd_register_indirect(struct conn *c, const struct kv *req);   /* tag p */
+
 static void cmd_register(struct conn *c, const struct kv *req)
 {
 	struct proto_register r;
@@ -748,6 +761,10 @@ static void cmd_register(struct conn *c, const struct kv *req)
 	}
 	if (c->pend) {
 		reply_err(c, EINPROGRESS, "this connection's register is still waiting for its VF");
+		return;
+	}
+	if (kv_get(req, "mode") && !strcmp(kv_get(req, "mode"), "indirect")) {
+		cmd_register_indirect(c, req);     /* tag p */
 		return;
 	}
 	err = proto_parse_register(req, &r, err_text, sizeof(err_text));
@@ -808,30 +825,15 @@ static void cmd_register(struct conn *c, const struct kv *req)
 	register_attempt(c, a, &r);
 }
 
-/* The VF is open: make the region, record the lease and send the reply. */
-static void register_finish(struct conn *c, struct app *a, int idx)
+/*
+ * Record a lease whose id is set: link it to its connection and the
+ * registry, and watch its pid (shared by both modes, tag p).
+ */
+static void app_link(struct conn *c, struct app *a)
 {
-	const struct ld_config *cfg = S.cfg;
-	char ip[16], mac[18];
-	struct kv_buf b;
-	const char *names[CTL_MAX_FDS];
-	int fds[CTL_MAX_FDS], nfds, err;
-
-	/* The shared region. */
-	err = region_create(a->name, &a->region_fd, &a->region);
-	if (err) {
-		register_refused(c, a->name, -err, "cannot create the shared region: %s",
-				 strerror(-err));
-		dev_close(&a->dev);
-		ip_pool_put(&S.ips, a->ip);
-		free(a);
-		return;
-	}
-	a->id = ++S.next_id;
 	a->conn = c;
 	c->app = a;
 	a->peer_ino = conn_peer_ino(c->fd);
-	S.vfs.slot[idx].owner = a->id;
 	a->next = S.apps;
 	S.apps = a;
 	S.napps++;
@@ -856,6 +858,30 @@ static void register_finish(struct conn *c, struct app *a, int idx)
 			}
 		}
 	}
+}
+
+/* The VF is open: make the region, record the lease and send the reply. */
+static void register_finish(struct conn *c, struct app *a, int idx)
+{
+	const struct ld_config *cfg = S.cfg;
+	char ip[16], mac[18];
+	struct kv_buf b;
+	const char *names[CTL_MAX_FDS];
+	int fds[CTL_MAX_FDS], nfds, err;
+
+	/* The shared region. */
+	err = region_create(a->name, &a->region_fd, &a->region);
+	if (err) {
+		register_refused(c, a->name, -err, "cannot create the shared region: %s",
+				 strerror(-err));
+		dev_close(&a->dev);
+		ip_pool_put(&S.ips, a->ip);
+		free(a);
+		return;
+	}
+	a->id = ++S.next_id;
+	S.vfs.slot[idx].owner = a->id;
+	app_link(c, a);
 
 	ip_fmt(a->ip, ip);
 	proto_fmt_mac(a->dev.mac, mac);
@@ -900,6 +926,157 @@ static void register_finish(struct conn *c, struct app *a, int idx)
 	if (!kv_buf_ok(&b) || send_reply(c, S.out, b.len, fds, nfds) < 0)
 		app_release(a, "the register reply could not be delivered");
 }
+
+/* ---- begin: indirect mode's register and port (tag p) ---- */
+/* Names as proto_parse_register() accepts them (it refuses mode=indirect). */
+static bool ind_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= PROTO_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || strchr("._+@:-", *s)))
+			return false;
+	return true;
+}
+
+/*
+ * "register mode=indirect" (ctl.h): the application shares netd's MAC and
+ * either the shared IP (ports demultiplex) or a dedicated pool address, and
+ * gets a ring region and two doorbells that netd serves.
+ */
+static void cmd_register_indirect(struct conn *c, const struct kv *req)
+{
+	const struct ld_config *cfg = S.cfg;
+	const char *name = kv_get(req, "name") ? kv_get(req, "name") : "app";
+	const char *v = kv_get(req, "ip");
+	char why[512], ip[16], mac[18], a_ip[16], b_ip[16];
+	int fds[4], err;
+	uint8_t m[6];
+	struct kv_buf b;
+	struct app *a;
+
+	if (!ind_name_valid(name)) {
+		register_refused(c, "-", EINVAL, "name= must be 1..%d characters of A-Z a-z 0-9 "
+				 ". _ + @ : -", PROTO_NAME_MAX - 1);
+		return;
+	}
+	if (!netd_sup_running(why, sizeof(why)) || !netd_sup_porttab()) {
+		register_refused(c, name, ENETDOWN, "mode=indirect needs libretto-netd, and %s",
+				 why);
+		return;
+	}
+	reap_hung_leases();
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		register_refused(c, name, ENOMEM, "out of memory");
+		return;
+	}
+	a->pidfd = -1;
+	a->region_fd = -1;
+	a->vf = -1;
+	dev_init(&a->dev);
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	a->pid = c->pid;
+	a->uid = c->uid;
+	a->shared_ip = true;
+	a->ip = cfg->shared_ip;
+	if (v && strcmp(v, "shared") != 0 && strcmp(v, "auto") != 0) {
+		if (ip_parse(v, &a->ip) < 0) {
+			register_refused(c, name, EINVAL, "ip=%.32s is not an IPv4 address "
+					 "(shared, auto or A.B.C.D)", v);
+			free(a);
+			return;
+		}
+		a->shared_ip = a->ip == cfg->shared_ip;
+	}
+	if (!a->shared_ip) {
+		err = ip_pool_take(&S.ips, a->ip);
+		if (err) {
+			struct app *o = app_by_ip(a->ip);
+
+			ip_fmt(S.ips.first, a_ip);
+			ip_fmt(S.ips.last, b_ip);
+			if (err == -EADDRINUSE)
+				register_refused(c, name, EADDRINUSE, "ip=%s is already leased by "
+						 "app=%u (%s, pid %d)", ip_fmt(a->ip, ip),
+						 o ? o->id : 0, o ? o->name : "?", o ? (int)o->pid : 0);
+			else
+				register_refused(c, name, EADDRNOTAVAIL, "ip=%s is neither the shared "
+						 "IP nor in librettod's pool %s-%s", ip_fmt(a->ip, ip),
+						 a_ip, b_ip);
+			free(a);
+			return;
+		}
+	}
+	err = region_create(a->name, &a->region_fd, &a->region);
+	if (err) {
+		register_refused(c, name, -err, "cannot create the shared region: %s",
+				 strerror(-err));
+		goto fail;
+	}
+	a->id = ++S.next_id;
+	err = ind_open(a->id, a->name, a->ip, &a->ind, why, sizeof(why));
+	if (err) {
+		register_refused(c, name, -err, "netd did not take the application: %s", why);
+		region_destroy(a->region_fd, a->region);
+		goto fail;
+	}
+	app_link(c, a);
+	netd_sup_mac(m);
+	memcpy(a->dev.mac, m, 6);
+
+	kv_buf_init(&b, S.out, sizeof(S.out));
+	kv_buf_add(&b, '\n', "id", "%u", a->id);
+	kv_buf_add(&b, '\n', "name", "%s", a->name);
+	kv_buf_add(&b, '\n', "ip", "%s", ip_fmt(a->ip, ip));
+	kv_buf_add(&b, '\n', "prefix", "%d", cfg->prefix);
+	if (cfg->has_gateway)
+		kv_buf_add(&b, '\n', "gateway", "%s", ip_fmt(cfg->gateway, a_ip));
+	else
+		kv_buf_add(&b, '\n', "gateway", "none");
+	kv_buf_add(&b, '\n', "mac", "%s", proto_fmt_mac(m, mac));
+	kv_buf_add(&b, '\n', "backend", "shm");
+	kv_buf_add(&b, '\n', "ring_nframes", "%d", LD_IND_NFRAMES);
+	kv_buf_add(&b, '\n', "ring_frame_size", "%d", LD_IND_FRAME_SIZE);
+	kv_buf_add(&b, '\n', "ring_size", "%d", LD_IND_RING_SIZE);
+	kv_buf_add(&b, '\n', "fds", "ring,efd_netd,efd_app,region");
+	kv_buf_add(&b, '\n', "errno", "0");
+	ind_fds(a->ind, fds);
+	fds[3] = a->region_fd;
+	ld_log("register app=%u name=%s pid=%d uid=%u mode=indirect ip=%s%s mac=%s backend=shm",
+	       a->id, a->name, (int)a->pid, (unsigned)a->uid, ip, a->shared_ip ? " (shared)" : "",
+	       mac);
+	if (!kv_buf_ok(&b) || send_reply(c, S.out, b.len, fds, 4) < 0)
+		app_release(a, "the register reply could not be delivered");
+	return;
+fail:
+	if (!a->shared_ip)
+		ip_pool_put(&S.ips, a->ip);
+	free(a);
+}
+
+/* "port op=add|del proto= port= ip=" on an indirect lease (ctl.h). */
+static void cmd_port(struct conn *c, const struct kv *req)
+{
+	char err[256];
+	int e;
+
+	if (!c->app || !c->app->ind) {
+		reply_err(c, EINVAL, "port is sent on an indirect lease (the connection that "
+			  "registered with mode=indirect)");
+		return;
+	}
+	e = ind_port(c->app->ind, req, c->app->uid, err, sizeof(err));
+	if (e) {
+		reply_err(c, -e, "%s", err);
+		return;
+	}
+	send_reply(c, "errno=0\n", 8, NULL, 0);
+}
+/* ---- end: indirect mode's register and port ---- */
 
 /* ------------------------------------------------------------------ */
 /* ps, status, shutdown                                                */
@@ -1001,6 +1178,9 @@ static size_t ps_line(const struct app *a, char *buf, size_t len)
 		snap[i].state = __atomic_load_n(&r->ports[i].state, __ATOMIC_RELAXED);
 	}
 	proto_fmt_ports(snap, nports, ports, sizeof(ports));
+	/* tag p: an indirect application's ports are the ones netd steers to it. */
+	if (a->ind)
+		ind_fmt_ports(a->ind, ports, sizeof(ports));
 	if (!a->peer_ino) {
 		snprintf(holders, sizeof(holders), "?");
 	} else if (a->nholders == 0) {
@@ -1014,12 +1194,13 @@ static size_t ps_line(const struct app *a, char *buf, size_t len)
 						 i ? "," : "", (int)a->holders[i]);
 	}
 	n = snprintf(buf, len,
-		     "app=%u name=%s pid=%d alive=%d holders=%s mode=direct ip=%s mac=%s vf=%s "
+		     "app=%u name=%s pid=%d alive=%d holders=%s mode=%s ip=%s mac=%s vf=%s "
 		     "backend=%s rx_packets=%llu rx_bytes=%llu tx_packets=%llu tx_bytes=%llu "
 		     "ports=%s\n",
-		     a->id, a->name, (int)a->pid, a->alive ? 1 : 0, holders, ip_fmt(a->ip, ip),
-		     proto_fmt_mac(a->dev.mac, mac), vf_name(a->vf),
-		     proto_backend_name(a->dev.backend),
+		     a->id, a->name, (int)a->pid, a->alive ? 1 : 0, holders,
+		     a->ind ? "indirect" : "direct", ip_fmt(a->ip, ip),
+		     proto_fmt_mac(a->dev.mac, mac), a->ind ? "-" : vf_name(a->vf),
+		     a->ind ? "shm" : proto_backend_name(a->dev.backend),
 		     (unsigned long long)rd64(&r->rx_packets), (unsigned long long)rd64(&r->rx_bytes),
 		     (unsigned long long)rd64(&r->tx_packets), (unsigned long long)rd64(&r->tx_bytes),
 		     ports);
@@ -1266,8 +1447,10 @@ static void handle_request(struct conn *c, const char *text, size_t len)
 		cmd_handover(c, &req);
 	else if (!strcmp(cmd, "stats"))       /* tag s */
 		cmd_stats(c);
+	else if (!strcmp(cmd, "port"))        /* tag p */
+		cmd_port(c, &req);
 	else
-		reply_err(c, EINVAL, "unknown command '%.40s' (register, ps, status, stats, "
+		reply_err(c, EINVAL, "unknown command '%.40s' (register, port, ps, status, stats, "
 			  "shutdown, handover)", cmd);
 	kv_free(&req);
 }

@@ -56,12 +56,12 @@ expect 0 '--json' "$L" help ps
 expect 0 '--json' "$L" help status
 
 # The help tells the truth about what is not there yet and what options mean.
-expect 0 'indirect and auto need the network server' "$L" help run
-expect 0 'which is not implemented yet' "$L" help run
+expect 0 '--mode indirect' "$L" help run
+expect 0 'auto is not' "$L" help run
 expect 0 'afxdp \(default\)' "$L" help run
 expect 0 'default: the lowest' "$L" help run
 expect 0 'until the last of them exits' "$L" help run
-expect 0 'Only direct mode exists so far' "$L" --help
+expect 0 'mode switching \(auto\) is not there yet' "$L" --help
 for col in PID ALIVE HOLDERS PORTS RX-PKTS; do
 	expect 0 "^  $col" "$L" help ps
 done
@@ -79,8 +79,6 @@ expect 2 "unknown namespace 'moon'" "$L" testbed exec moon -- true
 expect 2 'name the command' "$L" testbed exec peer --
 expect 2 'name the program' "$L" run
 expect 2 'name the program' "$L" run --
-expect 2 'mode indirect is not available yet: the network server is not implemented' \
-	"$L" run --mode indirect -- true
 expect 2 'mode auto is not available yet' "$L" run --mode auto -- true
 expect 2 "unknown mode 'sideways'" "$L" run --mode sideways -- true
 expect 2 "unknown backend 'dpdk'" "$L" run --backend dpdk -- true
