@@ -1,8 +1,33 @@
-/* libretto-netd's seccomp filter: after start-up only the system calls of the loop remain. */
+/* libretto-netd's sandbox: no capabilities, and after start-up only the system calls of the loop remain (seccomp). */
 #include "netd/sandbox.h"
 
 #include <errno.h>
 #include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/capability.h>
+
+/*
+ * Give up every capability, for good: the AF_XDP socket and the memfds
+ * arrive already made (the supervisor has the privileges), and mapping,
+ * kicking and reading them needs none.  The bounding and ambient sets are
+ * emptied first so nothing can come back through an exec (which the filter
+ * forbids anyway).  Returns 0 or -errno.
+ */
+static int netd_drop_caps(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
+
+	(void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	for (int c = 0; c <= 63; c++)
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno == EINVAL)
+			break;
+	if (syscall(SYS_capset, &h, d) < 0)
+		return -errno;
+	return 0;
+}
 
 #ifdef NETD_HAVE_SECCOMP
 #include <seccomp.h>
@@ -35,10 +60,13 @@ static const int netd_allowed[] = {
 
 int netd_sandbox(void)
 {
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+	scmp_filter_ctx ctx;
 	unsigned i;
-	int err = 0;
+	int err = netd_drop_caps();
 
+	if (err < 0)
+		return err;
+	ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
 	if (ctx == NULL)
 		return -ENOMEM;
 	for (i = 0; i < sizeof(netd_allowed) / sizeof(netd_allowed[0]) && !err; i++)
@@ -60,7 +88,9 @@ int netd_sandbox(void)
 
 int netd_sandbox(void)
 {
-	return -ENOSYS;
+	int err = netd_drop_caps();
+
+	return err < 0 ? err : -ENOSYS;
 }
 
 #endif

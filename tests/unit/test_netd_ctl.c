@@ -115,6 +115,24 @@ static int seccomp_mode(pid_t pid)
 	return mode;
 }
 
+/* The "CapEff:" line of /proc/PID/status as a number; -1 unknown. */
+static long long cap_eff(pid_t pid)
+{
+	char path[64], line[256];
+	long long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "CapEff:", 7))
+			v = strtoll(line + 7, NULL, 16);
+	fclose(f);
+	return v;
+}
+
 int main(int argc, char **argv)
 {
 	size_t pt_size = porttab_size(64);
@@ -132,6 +150,7 @@ int main(int argc, char **argv)
 	pid = start(argv[1], &ctl, NULL);
 	CHECK(req(ctl, "stats\n", NULL, 0) == 0);
 	CHECK(seccomp_mode(pid) == 2); /* the filter is on once netd answers */
+	CHECK(cap_eff(pid) == 0);	/* and no capability is left */
 	CHECK(strstr(reply, "apps=0\n") != NULL);
 	CHECK(strstr(reply, "rx_frames=0\n") != NULL);
 	CHECK(req(ctl, "bogus\n", NULL, 0) == EINVAL);
