@@ -1,6 +1,7 @@
 /* The shm backend (indirect mode): frames to and from libretto-netd through the application's ring region. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,8 +48,14 @@ struct shm {
 	uint32_t rx_nbacklog, rx_cap;
 	uint64_t *tx_free;
 	uint32_t tx_nfree, tx_cap;
+	uint32_t nfill;			/* frames [0, nfill) receive, the rest transmit */
+	/* Transmit frames in tx_free (one byte per transmit frame): a frame
+	 * handed back twice (after a resync) is taken once. */
+	uint8_t *tx_mine;
+	atomic_uint gen_seen;		/* the generation tx() last resynchronised to */
 	bool quiesced;
 	bool warned_desc;
+	uint64_t resyncs;
 };
 
 static int shm_lease_fd(const struct kv *lease, const char *key, int *fd)
@@ -69,6 +76,7 @@ static void shm_free(struct shm *x)
 		munmap(x->mem, x->maplen);
 	free(x->rx_backlog);
 	free(x->tx_free);
+	free(x->tx_mine);
 	free(x);
 }
 
@@ -176,14 +184,19 @@ static int shm_nic_open(struct nic *nic, const struct kv *lease)
 		nfill = x->hdr.ring_size;
 	x->rx_cap = nfill;
 	x->tx_cap = x->hdr.nframes - nfill;
+	x->nfill = nfill;
 	x->rx_backlog = calloc(nfill, sizeof(uint64_t));
 	x->tx_free = calloc(x->tx_cap, sizeof(uint64_t));
-	if (x->rx_backlog == NULL || x->tx_free == NULL) {
+	x->tx_mine = calloc(x->tx_cap ? x->tx_cap : 1, 1);
+	if (x->rx_backlog == NULL || x->tx_free == NULL || x->tx_mine == NULL) {
 		err = -ENOMEM;
 		goto fail;
 	}
-	for (uint32_t i = 0; i < x->tx_cap; i++)
+	for (uint32_t i = 0; i < x->tx_cap; i++) {
 		x->tx_free[x->tx_nfree++] = (uint64_t)(nfill + i) * x->hdr.frame_size;
+		x->tx_mine[i] = 1;
+	}
+	atomic_init(&x->gen_seen, x->generation);
 	for (uint32_t i = 0; i < nfill; i++)
 		x->rx_backlog[x->rx_nbacklog++] = (uint64_t)i * x->hdr.frame_size;
 	shm_refill(x, NULL, 0);
@@ -221,6 +234,8 @@ static void shm_nic_close(struct nic *nic)
 	nic->priv = NULL;
 }
 
+static void shm_resync_rx(struct shm *x);
+
 static int shm_rx(struct nic *nic, int budget, nic_rx_fn fn, void *arg)
 {
 	struct shm *x = nic->priv;
@@ -229,6 +244,14 @@ static int shm_rx(struct nic *nic, int budget, nic_rx_fn fn, void *arg)
 
 	if (budget > SHM_RX_MAX)
 		budget = SHM_RX_MAX;
+	uint32_t gen = ring_region_generation(x->mem);
+
+	if (gen != x->generation) {
+		/* A new netd: the transmit side resyncs in tx() (its lock). */
+		x->generation = gen;
+		x->resyncs++;
+		shm_resync_rx(x);
+	}
 	n = ring_cons_peek(&x->rx, (uint32_t)budget, &idx);
 	if (n == 0) {
 		if (x->rx_nbacklog)
@@ -276,6 +299,106 @@ static int shm_rx(struct nic *nic, int budget, nic_rx_fn fn, void *arg)
 	return (int)n;
 }
 
+/* A transmit frame comes back (comp, or a resync): into tx_free once. */
+static void shm_tx_give(struct shm *x, uint64_t off)
+{
+	uint64_t f;
+
+	if (off >= x->hdr.frames_len)
+		return;
+	f = off / x->hdr.frame_size;
+	if (f < x->nfill || f - x->nfill >= x->tx_cap || x->tx_mine[f - x->nfill])
+		return;
+	x->tx_mine[f - x->nfill] = 1;
+	x->tx_free[x->tx_nfree++] = f * x->hdr.frame_size;
+}
+
+/*
+ * A new netd attached to the region (restart, upgrade: the generation
+ * changed).  Frames the old one held (taken from fill or tx, not yet given
+ * back on rx or comp) are lost to it: take back every frame of ours that is
+ * on none of the rings, so the pools do not shrink with each restart.
+ * Receive side (rx(), under the receive lock): a receive frame is netd's if
+ * it is between fill's consumer and producer, ours if on rx unread or in
+ * the backlog; the rest go back on the fill ring.  Transmit side (tx(),
+ * under the stack lock), the same with tx and comp.  The new netd may
+ * already be moving frames while we look: we scan the ring a frame reaches
+ * last first (rx before fill, comp before tx), so a frame moving meanwhile
+ * is seen at least once; a frame inside netd during both scans (a few
+ * microseconds) could be lent twice, and tx_mine keeps a transmit frame
+ * from being handed out twice.
+ */
+static void shm_mark(uint8_t *seen, const struct shm *x, uint64_t off, uint32_t first,
+		     uint32_t count)
+{
+	uint64_t f;
+
+	if (off >= x->hdr.frames_len)
+		return;
+	f = off / x->hdr.frame_size;
+	if (f >= first && f - first < count)
+		seen[f - first] = 1;
+}
+
+/* Mark the descriptors between two indices of a ring, read once each. */
+static void shm_mark_ring(uint8_t *seen, const struct shm *x, const struct ring_desc *descs,
+			  uint32_t mask, uint32_t from, uint32_t to, uint32_t size, uint32_t first,
+			  uint32_t count)
+{
+	uint32_t n = to - from;
+
+	if (n > size)
+		return;	/* impossible indices: trust none of it */
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t off = __atomic_load_n(&descs[(from + i) & mask].offset, __ATOMIC_RELAXED);
+
+		shm_mark(seen, x, off, first, count);
+	}
+}
+
+static void shm_resync_rx(struct shm *x)
+{
+	uint8_t *seen = calloc(x->nfill ? x->nfill : 1, 1);
+	uint32_t rx_prod, fill_cons;
+
+	if (seen == NULL)
+		return;
+	rx_prod = __atomic_load_n(x->rx.producer, __ATOMIC_ACQUIRE);
+	shm_mark_ring(seen, x, x->rx.descs, x->rx.mask, x->rx.cons, rx_prod, x->rx.size, 0, x->nfill);
+	fill_cons = __atomic_load_n(x->fill.consumer, __ATOMIC_ACQUIRE);
+	shm_mark_ring(seen, x, x->fill.descs, x->fill.mask, fill_cons, x->fill.prod, x->fill.size,
+		      0, x->nfill);
+	for (uint32_t i = 0; i < x->rx_nbacklog; i++)
+		shm_mark(seen, x, x->rx_backlog[i], 0, x->nfill);
+	for (uint32_t f = 0; f < x->nfill && x->rx_nbacklog < x->rx_cap; f++)
+		if (!seen[f])
+			x->rx_backlog[x->rx_nbacklog++] = (uint64_t)f * x->hdr.frame_size;
+	free(seen);
+	/* The new netd's consumer may have moved since it attached. */
+	x->fill.cached_cons = __atomic_load_n(x->fill.consumer, __ATOMIC_ACQUIRE);
+	x->rx.cached_prod = rx_prod;
+	shm_refill(x, NULL, 0);
+}
+
+static void shm_resync_tx(struct shm *x)
+{
+	uint8_t *seen = calloc(x->tx_cap ? x->tx_cap : 1, 1);
+	uint32_t comp_prod, tx_cons;
+
+	if (seen == NULL)
+		return;
+	comp_prod = __atomic_load_n(x->comp.producer, __ATOMIC_ACQUIRE);
+	shm_mark_ring(seen, x, x->comp.descs, x->comp.mask, x->comp.cons, comp_prod, x->comp.size,
+		      x->nfill, x->tx_cap);
+	tx_cons = __atomic_load_n(x->tx.consumer, __ATOMIC_ACQUIRE);
+	shm_mark_ring(seen, x, x->tx.descs, x->tx.mask, tx_cons, x->tx.prod, x->tx.size,
+		      x->nfill, x->tx_cap);
+	for (uint32_t i = 0; i < x->tx_cap; i++)
+		if (!seen[i] && !x->tx_mine[i])
+			shm_tx_give(x, (uint64_t)(x->nfill + i) * x->hdr.frame_size);
+	free(seen);
+}
+
 /* Take the frames netd finished with back from the comp ring. */
 static void shm_reclaim(struct shm *x)
 {
@@ -286,8 +409,7 @@ static void shm_reclaim(struct shm *x)
 		struct ring_desc d;
 
 		ring_cons_read(&x->comp, idx + i, &d);
-		if (d.offset < x->hdr.frames_len && x->tx_nfree < x->tx_cap)
-			x->tx_free[x->tx_nfree++] = d.offset - d.offset % x->hdr.frame_size;
+		shm_tx_give(x, d.offset);
 	}
 	if (n > 0)
 		ring_cons_release(&x->comp, n);
@@ -308,6 +430,13 @@ static int shm_tx(struct nic *nic, const struct iovec *iov, int iovcnt)
 		len += iov[i].iov_len;
 	if (len > x->hdr.frame_size || len > nic->mtu + 18u)
 		return -EMSGSIZE;
+	uint32_t gen = ring_region_generation(x->mem);
+
+	if (gen != atomic_load_explicit(&x->gen_seen, memory_order_relaxed)) {
+		atomic_store_explicit(&x->gen_seen, gen, memory_order_relaxed);
+		shm_reclaim(x);
+		shm_resync_tx(x);
+	}
 	shm_reclaim(x);
 	if (x->tx_nfree == 0 || ring_prod_reserve(&x->tx, 1, &idx) != 1) {
 		/* All in flight: make sure netd looks, and drop (TCP resends). */
@@ -315,6 +444,7 @@ static int shm_tx(struct nic *nic, const struct iovec *iov, int iovcnt)
 		return -EAGAIN;
 	}
 	off = x->tx_free[--x->tx_nfree];
+	x->tx_mine[off / x->hdr.frame_size - x->nfill] = 0;
 	p = x->frames + off;
 	for (int i = 0; i < iovcnt; i++) {
 		memcpy(p, iov[i].iov_base, iov[i].iov_len);
