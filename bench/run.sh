@@ -4,14 +4,17 @@
 # Usage:
 #   bench/run.sh [--quick] [--out DIR] [--runs N] [--workloads LIST]
 #   bench/run.sh timeline --event-at SECONDS --event CMD [--duration S]
-#                [--config linux|direct] [--out DIR]
+#                [--config linux|direct|indirect] [--out DIR]
 #
 # Configurations: "linux" (the program in netns libretto-linux, 10.42.0.254,
 # the kernel stack), "direct" (the same program under `libretto run --mode
-# direct`, pool IPs 10.42.0.40-44) and "indirect" (needs the network server,
-# which does not exist yet: reported "n/a", never measured or invented).
-# Clients run in netns libretto-peer.  Runs are interleaved: run 1 linux,
-# run 1 direct, run 2 direct, run 2 linux, ... so that drift hits both.
+# direct`, pool IPs 10.42.0.40-45) and "indirect" (the same program under
+# `libretto run --mode indirect --ip A`, its frames through libretto-netd,
+# dedicated pool IPs 10.42.0.46-51).  Clients run in netns libretto-peer.
+# Runs are interleaved and the order rotates: run 1 linux, direct,
+# indirect; run 2 direct, indirect, linux; run 3 indirect, linux, direct;
+# ... so that drift hits all three.  For indirect, cpu_s and rss_kib
+# include libretto-netd's (also written apart to netd.csv).
 #
 # LIST is a comma-separated list of workload groups: nginx, latency (wrk,
 # 1 connection), sockperf (TCP ping-pong), redis, memcached, iperf3
@@ -47,6 +50,15 @@ IP_MEMCACHED=10.42.0.42
 IP_IPERF3=10.42.0.43
 IP_TIMELINE=10.42.0.44
 IP_SOCKPERF=10.42.0.45
+# Indirect mode's own addresses, so that an address just released by a
+# direct server (and its neighbour entry in the peer) is never reused by
+# an indirect one.
+IP_IND_NGINX=10.42.0.46
+IP_IND_REDIS=10.42.0.47
+IP_IND_MEMCACHED=10.42.0.48
+IP_IND_IPERF3=10.42.0.49
+IP_IND_TIMELINE=10.42.0.50
+IP_IND_SOCKPERF=10.42.0.51
 
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -66,6 +78,11 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	[ -n "$srv_pid" ] && stop_server
+	# The clients' stderr, with the results.
+	if [ -n "${out:-}" ] && [ -d "$out" ] && [ -s "$tmp/client.err" ]; then
+		mkdir -p "$out/logs"
+		cp "$tmp/client.err" "$out/logs/client.err"
+	fi
 	if [ "$started_daemon" = 1 ]; then
 		log "stopping librettod (this runner started it)"
 		timeout 30 "$LIBRETTO" down >/dev/null 2>&1
@@ -127,10 +144,32 @@ CLK_TCK=$(getconf CLK_TCK)
 
 # rss_kib PID: the current resident set (VmRSS) in KiB.
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+shmem_kib() { awk '$1 == "RssShmem:" { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_kib() { awk '$1 == "VmHWM:" { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
+# netd_pid: libretto-netd's pid as this librettod reports it (empty if it
+# does not run).  Asked each time, because librettod restarts a dead netd
+# under a new pid.
+netd_pid() {
+	timeout 10 "$LIBRETTO" stats --json 2>/dev/null | sed -n 's/.*"netd_pid":\([0-9][0-9]*\).*/\1/p'
+}
+
+# cpu_mark CONFIG: a snapshot of the CPU time to charge to the
+# configuration: the server's ticks, and for indirect also netd's pid and
+# ticks ("SERVER:NETD_PID:NETD_TICKS").
+cpu_mark() {
+	local np
+	if [ "$1" = indirect ]; then
+		np=$(netd_pid)
+		echo "$(cpu_ticks "$srv_pid"):${np:-none}:$([ -n "$np" ] && cpu_ticks "$np" || echo 0)"
+	else
+		cpu_ticks "$srv_pid"
+	fi
+}
+
 # start_server NAME CONFIG IP PORT CMD...: start CMD on the kernel stack
-# (linux) or under libretto (direct) and wait until PORT listens, without
+# (linux) or under libretto (direct, indirect) and wait until PORT listens
+# (for libretto: until `libretto ps` lists the port), without
 # connecting to it (iperf3 -s would count a bare connect as a test).
 # Sets srv_pid (the server's own pid: both `ip netns exec` and `libretto
 # run` exec the program).
@@ -149,11 +188,16 @@ start_server() {
 			sleep 0.2
 		done
 		;;
-	direct)
+	direct | indirect)
 		# A stale neighbour entry (another VF's MAC for this IP) would
 		# delay the first packets until it expires.
 		ip -n $NS_PEER neigh del "$ip" dev wire0 2>/dev/null
-		"$LIBRETTO" run --mode direct --name "b-$name" --ip "$ip" -- "$@" >"$srv_out" 2>&1 &
+		if [ "$config" = indirect ] && [ -z "$(netd_pid)" ]; then
+			srv_fail="libretto-netd does not run (libretto stats)"
+			log "$srv_fail"
+			return 1
+		fi
+		"$LIBRETTO" run --mode "$config" --name "b-$name" --ip "$ip" -- "$@" >"$srv_out" 2>&1 &
 		srv_pid=$!
 		for ((i = 0; i < 75; i++)); do
 			if timeout 10 "$LIBRETTO" ps --json 2>/dev/null | python3 -c '
@@ -169,6 +213,17 @@ sys.exit(0 if any(a.get("name") == sys.argv[1] and a.get("alive") and sys.argv[2
 		;;
 	esac
 	tail -n 5 "$srv_out" >&2
+	# The reason, for the report: how it ended and the server's (or
+	# libretto's) last words.
+	local why last
+	if kill -0 "$srv_pid" 2>/dev/null; then
+		why="did not listen on port $port within 15 s"
+	else
+		wait "$srv_pid" 2>/dev/null
+		why="exited (status $?) before listening on port $port"
+	fi
+	last=$(grep -v '^$' "$srv_out" 2>/dev/null | tail -n 1 | tr ',\n' '; ' | cut -c1-200 | sed 's/ *$//')
+	srv_fail="$why${last:+: $last}"
 	stop_server
 	return 1
 }
@@ -194,6 +249,7 @@ stop_server() {
 		cat "$tmp/nginx/error.log" >>"$out/logs/nginx-error.log"
 		: >"$tmp/nginx/error.log"
 	fi
+	return 0
 }
 
 peer() { ip netns exec $NS_PEER "$@"; }
@@ -203,19 +259,80 @@ peer() { ip netns exec $NS_PEER "$@"; }
 csv=""
 cmds=""
 
-# record WORKLOAD CONFIG RUN VALUE UNIT P50 P99 CPU0 [P999]: one CSV row,
-# with the server's CPU time since CPU0 (ticks) and its current RSS.
+# record WORKLOAD CONFIG RUN VALUE UNIT P50 P99 MARK [P999]: one CSV row,
+# with the CPU time since MARK (from cpu_mark) and the current RSS.  For
+# indirect both add libretto-netd's (its CPU over the load, its RSS now),
+# and netd's share goes to netd.csv as well; if netd restarted during the
+# load its CPU time is unknown and cpu_s is NA rather than a guess.
 record() {
-	local w=$1 c=$2 r=$3 v=$4 u=$5 p50=$6 p99=$7 t0=$8 p999=${9:-}
-	local t1 cpu rss
+	local w=$1 c=$2 r=$3 v=$4 u=$5 p50=$6 p99=$7 mark=$8 p999=${9:-}
+	local t0=${mark%%:*} t1 cpu rss np0="" nt0=0 np1 ncpu=NA nrss=NA nshm=NA
 	t1=$(cpu_ticks "$srv_pid")
 	cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')
 	rss=$(rss_kib "$srv_pid")
-	[ -n "$v" ] || v=NA
+	if [ "$c" = indirect ]; then
+		np0=${mark#*:} nt0=${np0#*:} np0=${np0%%:*}
+		np1=$(netd_pid)
+		if [ -n "$np1" ] && [ "$np0" = "$np1" ]; then
+			ncpu=$(awk -v a="$nt0" -v b="$(cpu_ticks "$np1")" -v hz="$CLK_TCK" \
+				'BEGIN { printf "%.2f", (b - a) / hz }')
+			cpu=$(awk -v a="$cpu" -v b="$ncpu" 'BEGIN { printf "%.2f", a + b }')
+		else
+			log "$w $c run $r: libretto-netd changed (pid $np0 -> ${np1:-none}): cpu_s NA"
+			cpu=NA
+		fi
+		if [ -n "$np1" ]; then
+			nrss=$(rss_kib "$np1")
+			nshm=$(shmem_kib "$np1")
+			rss=$((rss + nrss))
+		else
+			rss=NA
+		fi
+		echo "$w,$r,$ncpu,$nrss,$nshm" >>"$out/netd.csv"
+	fi
+	if [ -z "$v" ]; then
+		v=NA
+		fail_row "$w" "$c" "$r" "the client reported no result (logs/client.err)"
+	fi
 	echo "$w,$c,$r,$v,$u,$p50,$p99,$cpu,$rss" >>"$csv"
 	[ -n "$p999" ] && echo "$w,$c,$r,$p50,$p99,$p999" >>"$out/latency.csv"
-	log "$(printf '%-22s %-6s run %s: %s %s (p50 %s us, p99 %s us, cpu %s s, rss %s KiB)' \
+	log "$(printf '%-22s %-8s run %s: %s %s (p50 %s us, p99 %s us, cpu %s s, rss %s KiB)' \
 		"$w" "$c" "$r" "$v" "$u" "$p50" "$p99" "$cpu" "$rss")"
+}
+
+# fail_row WORKLOAD CONFIG RUN REASON: why a row has no value, for the
+# report (failures.csv).
+fail_row() {
+	local reason=${4//,/;}
+	echo "$1,$2,$3,${reason//$'\n'/ }" >>"$out/failures.csv"
+}
+
+# group_workloads GROUP: the rows a workload group produces, so that a
+# server that does not start still gives each of them a failed row.
+group_workloads() {
+	local n
+	case "$1" in
+	nginx) for n in $NGINX_CONNS; do echo "nginx_1k_c$n nginx_64k_c$n"; done ;;
+	latency) echo latency ;;
+	sockperf) echo sockperf ;;
+	redis) echo redis_set_P1 redis_get_P1 redis_set_P16 redis_get_P16 ;;
+	memcached) echo memcached_set memcached_get ;;
+	iperf3) echo iperf3_P1 iperf3_P4 ;;
+	esac
+}
+
+# group_failed GROUP CONFIG RUN REASON: failed rows (value NA) for every
+# row of the group that this run did not record.
+group_failed() {
+	local g=$1 c=$2 r=$3 reason=$4 w u
+	for w in $(group_workloads "$g"); do
+		grep -q "^$w,$c,$r," "$csv" && continue
+		u=req/s
+		[ "$g" = iperf3 ] && u=bit/s
+		echo "$w,$c,$r,NA,$u,NA,NA,NA,NA" >>"$csv"
+		fail_row "$w" "$c" "$r" "$reason"
+		log "$w $c run $r: failed: $reason"
+	done
 }
 
 # note_cmd TEXT: remember a command line for the report (once).
@@ -244,7 +361,7 @@ wrk_run() {
 	[ "$conns" -lt 2 ] && thr=1
 	local cmd=(wrk -t"$thr" -c"$conns" -d"${DUR}s" --timeout 5s -s "$WRK_LUA" "http://$ip:8080/$file")
 	note_cmd "peer: ${cmd[*]}"
-	t0=$(cpu_ticks "$srv_pid")
+	t0=$(cpu_mark "$c")
 	line=$(timeout $((DUR + 20)) ip netns exec $NS_PEER "${cmd[@]}" 2>>"$tmp/client.err" | grep '^BENCH ')
 	local rps p50 p99 p999
 	rps=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")
@@ -299,7 +416,7 @@ group_redis() {
 			[ "$p" = 16 ] && n=$((REDIS_N * 4))
 			local bcmd=(redis-benchmark -h "$ip" -p 6379 -c 32 -n "$n" -r 100000 -P "$p" -t "$t" --csv)
 			note_cmd "peer: ${bcmd[*]}"
-			t0=$(cpu_ticks "$srv_pid")
+			t0=$(cpu_mark "$c")
 			line=$(timeout $((DUR * 4 + 30)) ip netns exec $NS_PEER "${bcmd[@]}" 2>>"$tmp/client.err" |
 				grep -i "^\"$t\"")
 			# "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
@@ -322,7 +439,7 @@ group_memcached() {
 	for t in set get; do
 		local bcmd=(memcslap --servers="$ip:11211" --concurrency=16 --execute-number="$MC_N" --test="$t")
 		note_cmd "peer: ${bcmd[*]}"
-		t0=$(cpu_ticks "$srv_pid")
+		t0=$(cpu_mark "$c")
 		out_t=$(timeout $((DUR * 4 + 30)) ip netns exec $NS_PEER "${bcmd[@]}" 2>>"$tmp/client.err" |
 			grep "^Time to $t ")
 		# "Time to get           32000 keys by   16 threads:     0.396 seconds."
@@ -344,7 +461,7 @@ group_iperf3() {
 	for p in 1 4; do
 		local bcmd=(iperf3 -c "$ip" -p 5201 -t "$DUR" -P "$p" -J --connect-timeout 5000)
 		note_cmd "peer: ${bcmd[*]}"
-		t0=$(cpu_ticks "$srv_pid")
+		t0=$(cpu_mark "$c")
 		bps=$(timeout $((DUR + 25)) ip netns exec $NS_PEER "${bcmd[@]}" 2>>"$tmp/client.err" | python3 -c '
 import json, sys
 try:
@@ -369,7 +486,7 @@ group_sockperf() {
 	start_server sockperf "$c" "$ip" 11111 "${cmd[@]}" || { log "sockperf ($c) did not start"; return 1; }
 	local bcmd=(sockperf ping-pong --tcp -i "$ip" -p 11111 -t "$DUR" -m 64 --full-rtt)
 	note_cmd "peer: ${bcmd[*]}"
-	t0=$(cpu_ticks "$srv_pid")
+	t0=$(cpu_mark "$c")
 	txt=$(timeout $((DUR + 20)) ip netns exec $NS_PEER "${bcmd[@]}" 2>&1 | sed 's/\x1b\[[0-9;]*m//g')
 	local rt rx rps p50 p99 p999
 	rt=$(sed -n 's/.*\[Total Run\] RunTime=\([0-9.]*\) sec.*/\1/p' <<<"$txt")
@@ -384,6 +501,11 @@ group_sockperf() {
 group_ip() {
 	case "$1:$2" in
 	*:linux) echo "$LINUX_IP" ;;
+	nginx:indirect | latency:indirect) echo "$IP_IND_NGINX" ;;
+	sockperf:indirect) echo "$IP_IND_SOCKPERF" ;;
+	redis:indirect) echo "$IP_IND_REDIS" ;;
+	memcached:indirect) echo "$IP_IND_MEMCACHED" ;;
+	iperf3:indirect) echo "$IP_IND_IPERF3" ;;
 	nginx:* | latency:*) echo "$IP_NGINX" ;;
 	sockperf:*) echo "$IP_SOCKPERF" ;;
 	redis:*) echo "$IP_REDIS" ;;
@@ -435,6 +557,8 @@ bench_main() {
 	cmds=$out/commands.txt
 	echo "workload,config,run,value,unit,p50_us,p99_us,cpu_s,rss_kib" >"$csv"
 	echo "workload,config,run,p50_us,p99_us,p999_us" >"$out/latency.csv"
+	echo "workload,run,netd_cpu_s,netd_rss_kib,netd_shmem_kib" >"$out/netd.csv"
+	echo "workload,config,run,reason" >"$out/failures.csv"
 	: >"$cmds"
 	bench_init
 	local start
@@ -448,6 +572,7 @@ bench_main() {
 		echo "runs=$runs"
 		echo "duration_s=$DUR"
 		echo "others=${others:-}"
+		echo "netd_pid=$(netd_pid)"
 		echo "nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///')"
 		echo "redis=$(redis-server --version 2>/dev/null | awk '{ print $3 }')"
 		echo "memcached=$(memcached -V 2>/dev/null | awk '{ print $2 }')"
@@ -457,10 +582,16 @@ bench_main() {
 	local r c order
 	for g in ${groups//,/ }; do
 		for ((r = 1; r <= runs; r++)); do
-			# Interleave, alternating which configuration goes first.
-			if ((r % 2)); then order="linux direct"; else order="direct linux"; fi
+			# Interleave, rotating which configuration goes first.
+			case $((r % 3)) in
+			1) order="linux direct indirect" ;;
+			2) order="direct indirect linux" ;;
+			0) order="indirect linux direct" ;;
+			esac
 			for c in $order; do
-				"group_$g" "$c" "$r" "$(group_ip "$g" "$c")"
+				srv_fail=""
+				"group_$g" "$c" "$r" "$(group_ip "$g" "$c")" ||
+					group_failed "$g" "$c" "$r" "${srv_fail:-the server did not start}"
 				stop_server
 			done
 		done
@@ -491,8 +622,8 @@ timeline_main() {
 	[[ "$duration" =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk -v d="$duration" 'BEGIN { exit !(d > 0 && d <= 600) }' ||
 		die "--duration must be 0 < S <= 600"
 	[[ "$at" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--event-at must be a number of seconds"
-	case "$config" in linux | direct) ;; indirect) die "indirect: n/a (network server not implemented)" ;;
-	*) die "--config: linux or direct" ;; esac
+	case "$config" in linux | direct | indirect) ;;
+	*) die "--config: linux, direct or indirect" ;; esac
 	need nginx
 	[ -n "$out" ] || out=bench/results/timeline-$(date -u +%Y%m%dT%H%M%SZ)
 	mkdir -p "$out" || die "cannot create $out"
@@ -501,8 +632,13 @@ timeline_main() {
 	nginx_prepare
 	local ip=$IP_TIMELINE
 	[ "$config" = linux ] && ip=$LINUX_IP
+	[ "$config" = indirect ] && ip=$IP_IND_TIMELINE
+	srv_fail=""
 	start_server timeline "$config" "$ip" 8080 nginx -p "$tmp/nginx/" -c "$tmp/nginx/nginx.conf" \
-		-e "$tmp/nginx/error.log" || die "nginx did not start"
+		-e "$tmp/nginx/error.log" || die "nginx did not start ($config): ${srv_fail:-?}"
+	# NETD_PID for events that hit the network server (empty unless indirect).
+	local npid=""
+	[ "$config" = indirect ] && npid=$(netd_pid)
 	log "timeline: $config, $duration s, event at $at s: $event"
 	# The client counts completed requests per 100 ms bucket; the event runs
 	# in this namespace with SERVER_PID and SERVER_IP in its environment.
@@ -513,7 +649,7 @@ timeline_main() {
 	sleep "$at"
 	local t_event
 	t_event=$(date +%s.%N)
-	SERVER_PID=$srv_pid SERVER_IP=$ip timeout 120 bash -c "$event" >"$out/event.log" 2>&1
+	SERVER_PID=$srv_pid SERVER_IP=$ip NETD_PID=$npid timeout 120 bash -c "$event" >"$out/event.log" 2>&1
 	local erc=$?
 	echo "event_at_s=$at" >"$out/event.txt"
 	echo "event=$event" >>"$out/event.txt"
