@@ -64,6 +64,14 @@
  *              RING_REGION_F_NETD_UP.  Up to NETD_MAX_APPS.
  *   app_del    keys: id=
  *              netd stops using the region and closes the three descriptors.
+ *   reap       keys: conns=LIP:LPORT-RIP:RPORT[,...] (dotted quads)
+ *              An application died with these TCP connections open, and the
+ *              supervisor has removed its ports from the table: netd sends
+ *              each peer a SYN on the 4-tuple (to the MAC it last saw the
+ *              peer's address send from); an established peer answers with
+ *              a challenge ACK, which reaches a port nobody owns and gets
+ *              netd's RST with the peer's own rcv_nxt.  Reply: conns=,
+ *              probes= (sent; a peer netd never heard from is skipped).
  *   stats      no keys.  Reply: global counters (see docs/netd.md), then
  *              "apps=N" and one line per application:
  *              "app=<id> rx_frames= rx_bytes= tx_frames= tx_bytes=

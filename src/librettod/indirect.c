@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/eventfd.h>
@@ -164,7 +165,59 @@ int ind_fds(const struct ld_ind *x, int fds[3])
 	return 3;
 }
 
-void ind_close(struct ld_ind *x)
+/*
+ * The connections still listed in the application's region belong to a
+ * process that died without closing them: netd probes their peers, whose
+ * challenge ACKs then reach a port nobody owns and are answered with a RST
+ * (netd.h, `reap`).  The ports must be gone from the table first.
+ */
+static bool ind_reap(const struct ld_ind *x, const struct libretto_region *r)
+{
+	char text[4096], err[160];
+	size_t used;
+	uint32_t hwm;
+	int n = 0;
+
+	if (r == NULL)
+		return false;
+	used = (size_t)snprintf(text, sizeof(text), "reap\nconns=");
+	hwm = __atomic_load_n(&r->conn_hwm, __ATOMIC_RELAXED);
+	if (hwm > REGION_MAX_CONNS)
+		hwm = REGION_MAX_CONNS;
+	for (uint32_t i = 0; i < hwm && used + 48 < sizeof(text); i++) {
+		const struct region_conn *e = &r->conns[i];
+		uint32_t lip, rip;
+		uint16_t lp, rp;
+
+		if (__atomic_load_n(&e->valid, __ATOMIC_ACQUIRE) != REGION_CONN_VALID)
+			continue;
+		lip = ntohl(__atomic_load_n(&e->local_ip, __ATOMIC_RELAXED));
+		rip = ntohl(__atomic_load_n(&e->remote_ip, __ATOMIC_RELAXED));
+		lp = __atomic_load_n(&e->local_port, __ATOMIC_RELAXED);
+		rp = __atomic_load_n(&e->remote_port, __ATOMIC_RELAXED);
+		/* Only the application's own address, only real peers. */
+		if (lip != x->ip || lp == 0 || rp == 0 || rip == 0 || (rip >> 24) == 127 ||
+		    (rip >> 28) >= 14)
+			continue;
+		used += (size_t)snprintf(text + used, sizeof(text) - used,
+					 "%s%u.%u.%u.%u:%u-%u.%u.%u.%u:%u", n ? "," : "",
+					 lip >> 24, (lip >> 16) & 255, (lip >> 8) & 255, lip & 255, lp,
+					 rip >> 24, (rip >> 16) & 255, (rip >> 8) & 255, rip & 255, rp);
+		n++;
+	}
+	if (n == 0)
+		return false;
+	used += (size_t)snprintf(text + used, sizeof(text) - used, "\n");
+	if (netd_sup_request(text, NULL, 0, err, sizeof(err)) == 0) {
+		ld_log("app=%u name=%s: %d connection%s left open: netd probes their peers", x->id,
+		       x->name, n, n == 1 ? "" : "s");
+		return true;
+	}
+	ld_log("app=%u: netd could not reset the peers of %d connections: %s", x->id, n, err);
+	return false;
+}
+
+void ind_close(struct ld_ind *x, const struct libretto_region *r)
 {
 	struct porttab *pt = netd_sup_porttab();
 	struct ld_ind **pp;
@@ -179,9 +232,17 @@ void ind_close(struct ld_ind *x)
 			break;
 		}
 	}
-	/* Ports first: from now on netd drops the application's traffic. */
+	/* Ports first: from now on netd drops the application's traffic and
+	 * resets what comes for its connections. */
 	if (pt)
 		n = porttab_remove_all(pt, x->id);
+	/* The peers' answers to the probes must still find netd serving the
+	 * address (a dedicated one goes with app_del): give them a moment. */
+	if (ind_reap(x, r)) {
+		struct timespec ts = { 0, 50 * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
 	if (x->added) {
 		snprintf(text, sizeof(text), "app_del\nid=%u\n", x->id);
 		e = netd_sup_request(text, NULL, 0, err, sizeof(err));

@@ -160,7 +160,7 @@ struct ld_ind;
 int ind_open(unsigned id, const char *name, uint32_t ip, struct ld_ind **out, char *err,
 	     size_t errlen);
 int ind_fds(const struct ld_ind *x, int fds[3]);
-void ind_close(struct ld_ind *x);
+void ind_close(struct ld_ind *x, const struct libretto_region *r);
 int ind_port(struct ld_ind *x, const struct kv *req, uid_t uid, char *err, size_t errlen);
 void ind_fmt_ports(const struct ld_ind *x, char *buf, size_t len);
 void ind_netd_up(void);

@@ -273,7 +273,8 @@ static void app_release(struct app *a, const char *reason)
 	       a->ind ? "shm" : proto_backend_name(a->dev.backend), reason);
 	/* tag p: an indirect lease has no VF; its ports and rings go first. */
 	if (a->ind) {
-		ind_close(a->ind);
+		/* Not while shutting down, when the application may be alive. */
+		ind_close(a->ind, S.stop ? NULL : a->region);
 		a->ind = NULL;
 		if (!a->shared_ip && ip_pool_put(&S.ips, a->ip) < 0)
 			ld_log("error: app=%u ip %s was not taken (registry bug)", a->id, ip);

@@ -403,6 +403,39 @@ static void app_release(struct netd *n, struct netd_app *a)
 	memset(a, 0, sizeof(*a));
 }
 
+/* "reap conns=LIP:LPORT-RIP:RPORT,..." (netd.h): probe a dead
+ * application's peers so that their connections get reset. */
+static int cmd_reap(struct netd *n, const struct kv *kv, struct kv_buf *b, const char **why)
+{
+	const char *s = kv_get(kv, "conns");
+	unsigned sent = 0, total = 0;
+
+	if (!n->nic.up)
+		return *why = "no_nic_yet", -ENODEV;
+	while (s != NULL && *s) {
+		unsigned a1, a2, a3, a4, b1, b2, b3, b4, lp, rp;
+		int used = 0;
+
+		if (sscanf(s, "%u.%u.%u.%u:%u-%u.%u.%u.%u:%u%n", &a1, &a2, &a3, &a4, &lp, &b1, &b2, &b3,
+			   &b4, &rp, &used) != 10 || a1 > 255 || a2 > 255 || a3 > 255 || a4 > 255 ||
+		    b1 > 255 || b2 > 255 || b3 > 255 || b4 > 255 || lp == 0 || lp > 65535 ||
+		    rp == 0 || rp > 65535)
+			return *why = "conns", -EINVAL;
+		total++;
+		if (netd_reap_probe(n, a1 << 24 | a2 << 16 | a3 << 8 | a4, (uint16_t)lp,
+				    b1 << 24 | b2 << 16 | b3 << 8 | b4, (uint16_t)rp))
+			sent++;
+		s += used;
+		if (*s == ',')
+			s++;
+		else if (*s)
+			return *why = "conns", -EINVAL;
+	}
+	kv_buf_add(b, '\n', "conns", "%u", total);
+	kv_buf_add(b, '\n', "probes", "%u", sent);
+	return 0;
+}
+
 static int cmd_app_del(struct netd *n, const struct kv *kv, const char **why)
 {
 	struct netd_app *a;
@@ -451,6 +484,8 @@ static void stats_global(const struct netd *n, struct kv_buf *b)
 	kv_buf_add(b, '\n', "icmp_ratelimited", "%llu", (unsigned long long)s->icmp_ratelimited);
 	kv_buf_add(b, '\n', "reply_no_frame", "%llu", (unsigned long long)s->reply_no_frame);
 	kv_buf_add(b, '\n', "sleeps", "%llu", (unsigned long long)s->sleeps);
+	kv_buf_add(b, '\n', "reap_probes", "%llu", (unsigned long long)s->reap_probes);
+	kv_buf_add(b, '\n', "reap_no_neigh", "%llu", (unsigned long long)s->reap_no_neigh);
 }
 
 static void stats_app(const struct netd_app *a, struct kv_buf *b)
@@ -662,6 +697,8 @@ static int ctl_handle(struct netd *n)
 		used_fds = !err;
 	} else if (!strcmp(cmd, "app_del")) {
 		err = cmd_app_del(n, &kv, &why);
+	} else if (!strcmp(cmd, "reap")) {
+		err = cmd_reap(n, &kv, &b, &why);
 	} else if (!strcmp(cmd, "stats")) {
 		cmd_stats(n, &b);
 		stats_json_dump(n);

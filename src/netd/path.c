@@ -495,6 +495,79 @@ static bool unicast_to_us(const struct netd *n, const uint8_t *f, const struct c
 	return v->dst_class == CLASSIFY_MAC_UNICAST && memcmp(f, n->nic.mac, 6) == 0;
 }
 
+/* Remember which MAC ip sent from (the newest wins). */
+static void neigh_learn(struct netd *n, uint32_t ip, const uint8_t *mac)
+{
+	unsigned i;
+
+	if (ip == 0 || (mac[0] & 1))
+		return;
+	for (i = 0; i < NETD_MAX_NEIGH; i++) {
+		if (n->neigh[i].ip == ip) {
+			memcpy(n->neigh[i].mac, mac, 6);
+			return;
+		}
+	}
+	i = n->neigh_next++ % NETD_MAX_NEIGH;
+	n->neigh[i].ip = ip;
+	memcpy(n->neigh[i].mac, mac, 6);
+}
+
+bool netd_reap_probe(struct netd *n, uint32_t lip, uint16_t lport, uint32_t rip, uint16_t rport)
+{
+	const uint8_t *mac = NULL;
+	uint8_t pseudo[12], *o, *ip, *tcp;
+	uint64_t addr;
+	uint16_t c;
+
+	for (unsigned i = 0; i < NETD_MAX_NEIGH; i++)
+		if (n->neigh[i].ip == rip)
+			mac = n->neigh[i].mac;
+	if (mac == NULL) {
+		n->st.reap_no_neigh++;
+		return false;
+	}
+	if ((o = umem_take(n, &addr)) == NULL) {
+		n->st.reply_no_frame++;
+		return false;
+	}
+	memset(o, 0, ETH_MIN_FRAME);
+	memcpy(o, mac, 6);
+	memcpy(o + 6, n->nic.mac, 6);
+	wr16(o + 12, ETHERTYPE_IPV4);
+	ip = o + ETH_HLEN;
+	ip[0] = 0x45;
+	wr16(ip + 2, 40);
+	wr16(ip + 6, 0x4000);
+	ip[8] = 64;
+	ip[9] = IPPROTO_TCP_;
+	wr32(ip + 12, lip);
+	wr32(ip + 16, rip);
+	wr16(ip + 10, (uint16_t)~classify_csum_fold(ip, 20));
+	tcp = ip + 20;
+	wr16(tcp, lport);
+	wr16(tcp + 2, rport);
+	/* Any sequence number: the peer's challenge ACK names its own. */
+	wr32(tcp + 4, (uint32_t)(mono_ms() * 2654435761u));
+	tcp[12] = 5 << 4;
+	tcp[13] = CLASSIFY_TCP_SYN;
+	wr16(tcp + 14, 1024);
+	wr32(pseudo, lip);
+	wr32(pseudo + 4, rip);
+	pseudo[8] = 0;
+	pseudo[9] = IPPROTO_TCP_;
+	wr16(pseudo + 10, 20);
+	c = csum_add(classify_csum_fold(pseudo, 12), classify_csum_fold(tcp, 20));
+	wr16(tcp + 16, (uint16_t)~c);
+	if (!xsk_send(n, addr, ETH_MIN_FRAME)) {
+		n->st.reply_no_frame++;
+		return false;
+	}
+	xsk_flush_tx(n);
+	n->st.reap_probes++;
+	return true;
+}
+
 static void rx_one(struct netd *n, const uint8_t *f, uint32_t len)
 {
 	struct classify_verdict v;
@@ -505,6 +578,10 @@ static void rx_one(struct netd *n, const uint8_t *f, uint32_t len)
 	n->st.rx_frames++;
 	n->st.rx_bytes += len;
 	classify_frame(f, len, &v);
+	if (v.kind == CLASSIFY_ARP_REQUEST || v.kind == CLASSIFY_ARP_REPLY)
+		neigh_learn(n, v.arp_spa, v.arp_sha);
+	else if (v.kind >= CLASSIFY_IPV4_TCP && v.kind <= CLASSIFY_IPV4_FRAGMENT && len >= 12)
+		neigh_learn(n, v.src_ip, f + 6);
 	switch (v.kind) {
 	case CLASSIFY_MALFORMED:
 		n->st.rx_malformed[v.reason < CLASSIFY_REASON_COUNT ? v.reason : 0]++;

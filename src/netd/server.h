@@ -63,7 +63,11 @@ struct netd_stats {
 	uint64_t reply_no_frame;     /* a reply dropped: no UMEM frame or tx slot */
 	uint64_t tx_frames, tx_bytes;
 	uint64_t sleeps;
+	uint64_t reap_probes;        /* SYNs sent to a dead application's peers */
+	uint64_t reap_no_neigh;      /* peers whose MAC netd had not seen */
 };
+
+#define NETD_MAX_NEIGH 64
 
 struct netd_nic {
 	bool up;
@@ -99,6 +103,13 @@ struct netd {
 	uint64_t now_ms;
 	uint32_t icmp_tokens;        /* ICMP error token bucket (path.c) */
 	uint64_t icmp_tokens_ms;
+	/* The MACs of the stations frames came from (learned on RX, for the
+	 * reaper's probes); a small ring, newest over oldest. */
+	struct {
+		uint32_t ip;             /* host order; 0: empty */
+		uint8_t mac[6];
+	} neigh[NETD_MAX_NEIGH];
+	unsigned neigh_next;
 };
 
 /*
@@ -109,6 +120,17 @@ struct netd {
  * (nothing arrived meanwhile); netd_end_sleep() clears the flags.
  */
 int netd_poll(struct netd *n);
+/*
+ * An application died with TCP connections open (librettod's `reap`, after
+ * it removed the application's ports): send each peer a SYN on the
+ * connection's 4-tuple (lip:lport -> rip:rport, host order).  An
+ * established peer answers with a challenge ACK, which now reaches a port
+ * nobody owns, so netd answers it with a RST carrying the peer's rcv_nxt
+ * (reply_rst): the peer's connection ends as the kernel would end it.
+ * Returns true if the probe went out (false: no MAC seen for rip yet, or
+ * no frame to send from).
+ */
+bool netd_reap_probe(struct netd *n, uint32_t lip, uint16_t lport, uint32_t rip, uint16_t rport);
 bool netd_prepare_sleep(struct netd *n);
 void netd_end_sleep(struct netd *n);
 /* Does the application own (proto, port) on ip?  The validator's callback. */
