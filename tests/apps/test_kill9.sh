@@ -79,7 +79,7 @@ trial linux "$LT_LINUX_IP" ip netns exec "$LT_NS_LINUX" "${srv[@]}"
 linux=$result
 lt_log "Linux kernel stack: $linux"
 ip -n "$LT_NS_PEER" neigh del "$ip" dev wire0 2>/dev/null
-trial libos "$ip" "$LIBRETTO" run --mode direct --name kill9 --ip "$ip" -- "${srv[@]}"
+trial libos "$ip" "$LIBRETTO" run --mode "$LT_MODE" --name kill9 --ip "$ip" -- "${srv[@]}"
 libos=$result
 lt_log "library OS:         $libos"
 ok() { [[ "$1" =~ ^idle:\ (EOF|RST)\ after\ 0\.[0-9]+\ s\;\ send:\ (EOF|RST)\ after\ (0|1)\.[0-9]+\ s$ ]]; }

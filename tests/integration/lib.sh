@@ -19,6 +19,10 @@
 #                   testbed never meets the shared one's daemon.
 
 LT_PREFIX=${LIBRETTO_TESTBED_PREFIX:-libretto}
+# The mode lt_run_libos runs programs in: direct (the suites' default), or
+# indirect to run the same scenarios through the network server (by hand:
+# LT_MODE=indirect meson test --suite apps).
+LT_MODE=${LT_MODE:-direct}
 LT_NS_PEER=${LT_NS_PEER:-$LT_PREFIX-peer}
 LT_NS_HOST=${LT_NS_HOST:-$LT_PREFIX-host}
 LT_NS_LINUX=${LT_NS_LINUX:-$LT_PREFIX-linux}
@@ -125,7 +129,7 @@ lt_bg() {
 	lt_pids+=("$lt_last_pid")
 }
 
-# lt_run_libos NAME IP CMD...: start CMD under `libretto run --mode direct`
+# lt_run_libos NAME IP CMD...: start CMD under `libretto run --mode $LT_MODE`
 # in the background (see lt_bg).
 lt_run_libos() {
 	local name=$1 ip=$2
@@ -133,7 +137,7 @@ lt_run_libos() {
 	# A stale neighbour entry for the IP (another VF's MAC from an earlier
 	# run) would delay the first packets until it expires.
 	ip -n "$LT_NS_PEER" neigh del "$ip" dev wire0 2>/dev/null
-	lt_bg "$name" "$LIBRETTO" run --mode direct --name "$name" --ip "$ip" -- "$@"
+	lt_bg "$name" "$LIBRETTO" run --mode "$LT_MODE" --name "$name" --ip "$ip" -- "$@"
 }
 
 # lt_wait_tcp NS IP PORT SECONDS: wait until a TCP connect from NS to

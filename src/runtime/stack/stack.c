@@ -487,6 +487,8 @@ static uint64_t now_ns(void)
  * descriptor.  It holds a lock only while delivering a batch, never while
  * sleeping, so exit() in another thread never waits on it.
  */
+static void stack_claims_gc(void);
+
 static void *stack_progress_main(void *arg)
 {
 	const struct timespec backoff = { 0, 10000000 };
@@ -498,6 +500,7 @@ static void *stack_progress_main(void *arg)
 		uint64_t t0, spin;
 		int n;
 
+		stack_claims_gc();
 		n = stack_poll_rx(STACK_RX_BATCH, true);
 		if (n > 0) {
 			last_rx = now_ns();
@@ -1012,6 +1015,20 @@ int stack_port_claim(uint8_t proto, uint16_t *port)
 	return 0;
 }
 
+/* A TCP pcb still uses the local port (a connection accepted on a closed
+ * listener, one closing or in TIME_WAIT): its segments still leave from
+ * it, and netd lets out only what comes from ports we own. */
+static bool stack_tcp_port_busy(uint16_t port)
+{
+	for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
+		if (p->local_port == port)
+			return true;
+	for (struct tcp_pcb *p = tcp_tw_pcbs; p != NULL; p = p->next)
+		if (p->local_port == port)
+			return true;
+	return false;
+}
+
 void stack_port_unclaim(uint8_t proto, uint16_t port)
 {
 	if (!stack_indirect() || port == 0)
@@ -1019,10 +1036,39 @@ void stack_port_unclaim(uint8_t proto, uint16_t port)
 	for (int i = 0; i < stack_nclaims; i++) {
 		if (stack_claims[i].proto != proto || stack_claims[i].port != port)
 			continue;
-		if (--stack_claims[i].refs == 0) {
+		if (--stack_claims[i].refs == 0 &&
+		    !(proto == REGION_PROTO_TCP && stack_tcp_port_busy(port))) {
 			(void)stack_port_rpc("del", proto, port);
 			stack_claims[i] = stack_claims[--stack_nclaims];
 		}
+		/* refs 0 but busy: stack_claims_gc() releases it later. */
 		return;
 	}
+}
+
+/* Release the claims no socket holds once no pcb uses their port any more
+ * (after TIME_WAIT).  From the progress thread, about once a second. */
+static void stack_claims_gc(void)
+{
+	static uint64_t last;
+	struct timespec ts;
+	uint64_t now;
+
+	if (!stack_indirect())
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec;
+	if (now == last)
+		return;
+	last = now;
+	stack_lock();
+	for (int i = 0; i < stack_nclaims; i++) {
+		if (stack_claims[i].refs != 0 ||
+		    (stack_claims[i].proto == REGION_PROTO_TCP &&
+		     stack_tcp_port_busy(stack_claims[i].port)))
+			continue;
+		(void)stack_port_rpc("del", stack_claims[i].proto, stack_claims[i].port);
+		stack_claims[i--] = stack_claims[--stack_nclaims];
+	}
+	stack_unlock();
 }
