@@ -27,6 +27,7 @@
 
 #include "common/kv.h"
 #include "libretto/ctl.h"
+#include "common/proc.h"
 #include "libretto/region.h"
 #include "librettod/pool.h"
 #include "librettod/proto.h"
@@ -1291,26 +1292,6 @@ static void cmd_status(struct conn *c)
  * the pid the lease names or hold the lease connection itself; from now on
  * K is the application's pid.
  */
-static bool is_child_of(pid_t pid, pid_t parent)
-{
-	char path[64], line[128];
-	bool yes = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return false;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, "PPid:", 5) == 0) {
-			yes = atoi(line + 5) == (int)parent;
-			break;
-		}
-	}
-	fclose(f);
-	return yes;
-}
-
 /* pid has a descriptor on the socket whose inode is ino (/proc/pid/fd). */
 static bool pid_holds_ino(pid_t pid, unsigned long ino)
 {
@@ -1356,7 +1337,7 @@ static void cmd_handover(struct conn *c, const struct kv *req)
 	}
 	/* A child of the application's pid, or (its parent already gone, as
 	 * after daemonize) a process that holds this lease's connection. */
-	if (!is_child_of((pid_t)pid, a->pid) && !pid_holds_ino((pid_t)pid, a->peer_ino)) {
+	if (!proc_is_child_of((pid_t)pid, a->pid) && !pid_holds_ino((pid_t)pid, a->peer_ino)) {
 		reply_err(c, EPERM, "pid %ld is neither a child of the application's pid %d "
 			  "nor a holder of its lease", pid, (int)a->pid);
 		return;

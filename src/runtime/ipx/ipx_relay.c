@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/proc.h"
 #include "ipx/ipx.h"
 #include "ipx/ipx_relay.h"
 #include "stack/stack.h"
@@ -998,28 +999,6 @@ static void rl_ctl_free(struct rl_ctl *ctl)
 	rl_bury(ctl, &ctl->ev, NULL);
 }
 
-/* pid's parent is parent (/proc/pid/status), for a HELLO that came
- * before the fork's pid was known here. */
-static bool rl_is_child_of(pid_t pid, pid_t parent)
-{
-	char path[64], line[128];
-	bool yes = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return false;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, "PPid:", 5) == 0) {
-			yes = atoi(line + 5) == (int)parent;
-			break;
-		}
-	}
-	fclose(f);
-	return yes;
-}
-
 static void rl_child_watch(struct rl_child *c)
 {
 	c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
@@ -1299,7 +1278,7 @@ static void rl_ctl_service(struct rl_ctl *ctl)
 			if (real.getsockopt(ctl->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
 				LIST_FOREACH(c, &rl.children, link)
 					if (c->seq == m.seq && (c->pid == cr.pid ||
-								(c->pid == 0 && rl_is_child_of(cr.pid, c->parent))))
+								(c->pid == 0 && proc_is_child_of(cr.pid, c->parent))))
 						break;
 				if (c != NULL) {
 					c->pid = cr.pid;
