@@ -98,7 +98,8 @@ static int sim_take(struct sim *s, void *out, uint32_t *len)
 	struct ring_desc d;
 	uint32_t idx, cidx;
 
-	if (ring_cons_peek(&s->tx, 1, &idx) != 1)
+	/* As the real netd: a frame is taken only when it can be completed. */
+	if (ring_prod_free(&s->comp, 1) < 1 || ring_cons_peek(&s->tx, 1, &idx) != 1)
 		return -EAGAIN;
 	ring_cons_read(&s->tx, idx, &d);
 	CHECK(ring_desc_valid(&s->hdr, &d));

@@ -183,7 +183,13 @@ static int shm_nic_open(struct nic *nic, const struct kv *lease)
 	if (nfill > x->hdr.ring_size)
 		nfill = x->hdr.ring_size;
 	x->rx_cap = nfill;
+	/* No more transmit frames than the completion ring holds: netd
+	 * takes a frame from tx only when it has room to complete it, and we
+	 * reap completions only when we transmit, so a completion ring that
+	 * could fill up would leave frames stranded on tx. */
 	x->tx_cap = x->hdr.nframes - nfill;
+	if (x->tx_cap > x->hdr.ring_size)
+		x->tx_cap = x->hdr.ring_size;
 	x->nfill = nfill;
 	x->rx_backlog = calloc(nfill, sizeof(uint64_t));
 	x->tx_free = calloc(x->tx_cap, sizeof(uint64_t));
