@@ -438,6 +438,18 @@ static void case_shutdown_wakes_waits(void)
 }
 
 /*
+ * A send buffer far below the 1 MiB we send, so the send blocks: Linux's
+ * send buffer autotuning (up to tcp_wmem's 4 MiB) could otherwise take
+ * the whole megabyte at once on some machines.
+ */
+static void small_sndbuf(int fd)
+{
+	int v = 64 * 1024;
+
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+}
+
+/*
  * A thread blocked in send (the peer never reads) is woken by
  * shutdown(SHUT_WR) from another thread (partial count or EPIPE), and one
  * whose descriptor is closed meanwhile ends by its SO_SNDTIMEO instead.
@@ -449,6 +461,7 @@ static void case_send_blocked(void)
 
 	fd = bt_connect_peer(BT_PORT_HOLD);
 	bt_ok("send/shutdown: connect hold", fd);
+	small_sndbuf(fd);
 	j.fd = fd;
 	pthread_create(&j.t, NULL, job_run, &j);
 	usleep(500000);
@@ -461,6 +474,7 @@ static void case_send_blocked(void)
 
 	fd = bt_connect_peer(BT_PORT_HOLD);
 	bt_ok("send/close: connect hold", fd);
+	small_sndbuf(fd);
 	set_timeo(fd, SO_SNDTIMEO, 1000);
 	j = (struct job){ .op = OP_SEND, .len = 1 << 20, .fd = fd };
 	pthread_create(&j.t, NULL, job_run, &j);
