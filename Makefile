@@ -32,8 +32,9 @@ FUZZ_SECONDS ?= 300
 fuzz: build
 	@for h in kv classify validate; do LIBRETTO_SRC=$(CURDIR) LIBRETTO_BUILD=$(CURDIR)/$(BUILD) tests/fuzz/run.sh $$h $(FUZZ_SECONDS) || exit 1; done
 
-soak: build
-	@echo "soak: no soak suite yet (it comes with the switching and recovery issues)"; exit 1
+# Long runs of the recovery (and later switching) tests: scripts/soak.sh.
+soak: deps build
+	@scripts/soak.sh $(BUILD)
 
 install: build
 	meson install -C $(BUILD)

@@ -48,7 +48,9 @@
  *                 already: 0 (reference counted by the runtime, not here).
  *   ps            reply: "apps=N" then, per application, one line
  *                 "app=<id> name= pid= alive=0|1 mode= ip= mac= vf= backend=
- *                 rx_packets= rx_bytes= tx_packets= tx_bytes= ports=tcp:80,udp:53"
+ *                 policy=auto|manual|fixed switching=- mode_since_ms= mode_why=
+ *                 switches= rate_pps= rx_packets= rx_bytes= tx_packets=
+ *                 tx_bytes= ports=tcp:80,udp:53"
  *                 (the whole record on one line, space separated key=value),
  *                 plus holders=PID,PID... (the processes holding the lease
  *                 now; "-" none, "?" unknown).
@@ -61,7 +63,9 @@
  *   stats         netd's counters: netd_pid=, netd_restarts=, then netd's own
  *                 `stats` reply as include/libretto/netd.h describes it
  *                 (global counters one per line, apps=N, one "app=<id> ..."
- *                 line per application).  ESRCH with error= when netd is
+ *                 line per application), then one "switch=<id> name= mode=
+ *                 policy= mode_since_ms= mode_why= switches= rate_pps= vf="
+ *                 line per switchable application.  ESRCH with error= when netd is
  *                 not running.
  *   shutdown      librettod releases everything it holds and exits.
  *   handover      keys: pid=K.  Sent by the runtime on its lease connection
@@ -70,6 +74,42 @@
  *                 a daemonized child that started it);
  *                 K must be a child of the lease's pid or hold the lease
  *                 connection, and becomes the lease's pid.
+ *
+ * Mode switching (issue 6, docs/switching.md).  A lease on a dedicated IP
+ * (every direct lease, an indirect one with ip=A.B.C.D) is switchable when
+ * librettod has a port table: its register reply says switchable=1, and the
+ * runtime then claims its ports with `port` in both modes (so that netd can
+ * steer them the moment it serves the application).  register also takes
+ * mode=auto (start indirect on a dedicated IP; librettod moves the
+ * application between the modes by its packet rate) with the optional keys
+ * auto_high=, auto_low= (packets/s, rx+tx), auto_dwell_ms=.
+ *
+ *   switch        keys: app=<id or name>, mode=direct|indirect|auto.  From
+ *                 the CLI: librettod moves the application to that mode
+ *                 (direct or indirect pins it there; auto hands it back to
+ *                 the policy).  Reply errno=0 once the order is sent; the
+ *                 switch itself completes asynchronously (ps shows it).
+ *
+ * Orders librettod sends on a lease connection, unsolicited (the runtime
+ * tells them from replies by their first key):
+ *
+ *   order=switch  keys: mode=direct|indirect, reason=, and the lease keys
+ *                 of the new path: backend=afxdp|afpacket|shm, mac=, the
+ *                 backend's own keys (umem_size= frame_size= ring_size=, or
+ *                 ring_nframes= ring_frame_size= ring_size=), and fds=
+ *                 naming the descriptors that come with it.
+ *
+ * Requests of the runtime on its lease connection during a switch (each
+ * answered errno=0):
+ *
+ *   switched      keys: mode=.  The new path carries the application's
+ *                 frames now; the old one only drains what still arrives.
+ *   switch_failed keys: mode=, error=.  The new path could not be opened;
+ *                 the application stays where it was, librettod frees it.
+ *   switch_drained  keys: mode= (the current one).  The old path has been
+ *                 idle long enough and is closed: librettod frees it.
+ *   switch_want   keys: mode=indirect, reason=.  The application's own path
+ *                 failed (an AF_XDP error): it asks to be moved.
  */
 
 #define LIBRETTO_CONTROL_DIR "/run/librettos"

@@ -2,6 +2,9 @@
 #ifndef LIBRETTO_NETD_H
 #define LIBRETTO_NETD_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 /*
  * Transport.  The supervisor (librettod, or a test harness) creates a
  * SOCK_SEQPACKET socketpair, starts libretto-netd with one end inherited and
@@ -25,7 +28,7 @@
  * Commands:
  *
  *   nic        keys: ifname=, mac=, umem_size=, frame_size=, ring_size=
- *              fds:  xsk, umem
+ *              fds:  xsk, umem [, state]
  *              The AF_XDP socket, already bound (with XDP_USE_NEED_WAKEUP)
  *              to the PF's queue 0 with its UMEM registered, and the UMEM's
  *              memfd.  The supervisor must not touch the four rings
@@ -35,6 +38,21 @@
  *              [2048, 65536], ring_size a power of two, umem_size a multiple
  *              of frame_size.  mac= is the source MAC of everything netd
  *              sends and the only one applications may use.  Once only.
+ *              With the optional third descriptor, the NIC state memfd
+ *              (struct netd_shared below, made by the supervisor and kept
+ *              across netd processes), netd records there which UMEM frames
+ *              it owns and beats a heartbeat; and then the rings may have
+ *              been used by an earlier netd: netd ADOPTS them (restart after
+ *              a crash, live upgrade) instead of refusing them, taking back
+ *              every frame that is on no ring and not in the kernel's hands.
+ *              Reply: adopted=0|1, reclaimed= (frames taken back).
+ *              Optional keys: hold=1: netd touches no ring (moves no frame)
+ *              until `start`, so that the supervisor can give it the port
+ *              table, the addresses and every application first (otherwise
+ *              a SYN for an application not yet added would be answered
+ *              with a RST); handover=1: the predecessor handed over cleanly
+ *              (`handover`), so app_add does not bump the generation.
+ *   start      no keys.  End of hold=1: netd starts moving frames.
  *   porttab    keys: size=   fds: table
  *              The port table memfd (src/common/porttab.h); netd maps it
  *              READ-ONLY and looks every received TCP/UDP destination and
@@ -79,8 +97,64 @@
  *               tx_ring_full= wakeups= ring_errors="
  *              (one line, space separated; tx_drop_<reason> only for
  *              reasons that occurred, names from validate_reason_str()).
+ *   handover   no keys.  Live upgrade: netd finishes the round it is in,
+ *              publishes every ring index (application rx/comp, XSK fill and
+ *              tx), stops touching any ring and answers with its final
+ *              counters (as `stats`).  Afterwards it serves only `stats`
+ *              and `quit`; a successor started with the same descriptors
+ *              adopts the rings exactly (nothing is in netd's hands).
  *   quit       reply errno=0, then netd exits 0.
+ *
+ * Counter identity (checked by the tests): every frame taken from the XSK
+ * rx ring is counted in rx_frames and in exactly one of rx_delivered (to at
+ * least one application), rx_handled (answered or consumed by netd alone:
+ * ARP and echo for fronted addresses) and rx_dropped (every drop reason).
  */
+
+/*
+ * The NIC state memfd (optional third descriptor of `nic`).  The supervisor
+ * creates it once, zeroed, of netd_shared_size(nframes) bytes, and hands the
+ * same one to every netd it starts on the same XSK.  netd writes it; the
+ * supervisor reads heartbeat (hang detection).
+ *
+ *  - heartbeat: incremented by netd on every turn of its loop, and at least
+ *    every NETD_HEARTBEAT_MS while it sleeps (its sleep is bounded by that),
+ *    so a heartbeat that has not moved for a second means a hung netd, not
+ *    an idle one.
+ *  - frame[i]: who holds UMEM frame i (NETD_FRAME_*).  netd marks a frame
+ *    TXQ when it writes it on the XSK tx ring, TX once it has published the
+ *    ring's producer (before it kicks the kernel, which in copy mode takes
+ *    frames only on that kick), FREE when it comes back on the completion
+ *    ring or is freed, RX while it circulates between the fill ring, the rx
+ *    ring and netd's rx batch.  A successor uses it with
+ *    the four rings' indices to find the frames the dead netd held.
+ */
+#define NETD_SHARED_MAGIC 0x4454454eu /* "NETD" */
+#define NETD_HEARTBEAT_MS 100
+
+enum netd_frame_state {
+	NETD_FRAME_UNKNOWN = 0,
+	NETD_FRAME_FREE = 1,
+	NETD_FRAME_RX = 2,
+	NETD_FRAME_TX = 3,
+	NETD_FRAME_TXQ = 4,      /* written on the tx ring, producer not yet published */
+};
+
+struct netd_shared {
+	uint32_t magic;          /* written by netd at first use */
+	uint32_t nframes;        /* UMEM frames described in frame[] */
+	uint64_t heartbeat;      /* atomic, netd writes, the supervisor reads */
+	uint32_t pid;            /* netd process writing it (diagnostics) */
+	uint32_t reserved[11];
+	uint8_t frame[];         /* nframes bytes, enum netd_frame_state */
+};
+
+_Static_assert(sizeof(struct netd_shared) == 64, "netd_shared ABI");
+
+static inline size_t netd_shared_size(uint32_t nframes)
+{
+	return (sizeof(struct netd_shared) + nframes + 4095) & ~(size_t)4095;
+}
 
 #define NETD_MSG_MAX 65536
 #define NETD_MAX_APPS 64

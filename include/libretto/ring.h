@@ -63,7 +63,9 @@
  * Generation: the supervisor writes 1 at creation; each netd that attaches to
  * the region (start, restart, live upgrade) increments it.  The application
  * watches it to notice a new netd and resynchronises (re-posts its fill ring,
- * treats outstanding tx frames as completed).
+ * treats outstanding tx frames as completed).  Exception: a netd that takes
+ * over after a clean `handover` (live upgrade, netd.h) leaves it alone, since
+ * its predecessor held no frame and every index is exact.
  */
 
 #define RING_MAGIC 0x474e5252u /* "RRNG" little-endian */

@@ -71,6 +71,14 @@ extern const char cmd_ps_usage[];
 int cmd_stats(int argc, char **argv);
 extern const char cmd_stats_usage[];
 
+/* netd.c (tag r): live restart and upgrade of the network server */
+int cmd_netd(int argc, char **argv);
+extern const char cmd_netd_usage[];
+
+/* switch.c: move an application between direct and indirect mode */
+int cmd_switch(int argc, char **argv);
+extern const char cmd_switch_usage[];
+
 /* bench.c */
 int cmd_bench(int argc, char **argv);
 extern const char cmd_bench_usage[];

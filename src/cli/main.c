@@ -22,6 +22,8 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "run", cmd_run, "run a program on the library OS", cmd_run_usage },
 	{ "ps", cmd_ps, "list the applications and their traffic", cmd_ps_usage },
 	{ "stats", cmd_stats, "show the network server's counters", cmd_stats_usage },
+	{ "switch", cmd_switch, "move an application between direct and indirect", cmd_switch_usage },
+	{ "netd", cmd_netd, "restart or upgrade the network server live", cmd_netd_usage },
 	{ "bench", cmd_bench, "measure servers on linux and under libretto", cmd_bench_usage },
 	{ "help", cmd_help, "show help for a command", cmd_help_usage },
 };
@@ -50,7 +52,8 @@ static void cli_main_usage(FILE *f)
 		"`run` needs `up` first; `up` without --nic needs `testbed up`.  A program\n"
 		"under `run` keeps its VF and IP until it (and any child that inherited\n"
 		"them) exits.  --mode indirect goes through the network server instead\n"
-		"of a VF; mode switching (auto) is not there yet.\n"
+		"of a VF; `libretto switch` moves a running program between the two, and\n"
+		"--mode auto lets librettod do it by load.\n"
 		"Exit status: 0 success, 1 failure (reason on stderr), 2 bad command line;\n"
 		"`run` and `testbed exec` exit with the program's status.\n"
 		"\n"

@@ -27,6 +27,12 @@ static const struct ps_col {
 	{ "MAC", "mac", false },
 	{ "VF", "vf", false },
 	{ "BACKEND", "backend", false },
+	{ "POLICY", "policy", false },
+	{ "SWITCHING", "switching", false },
+	{ "IN-MODE-MS", "mode_since_ms", true },
+	{ "WHY", "mode_why", false },
+	{ "SWITCHES", "switches", true },
+	{ "PPS", "rate_pps", true },
 	{ "PORTS", "ports", false },
 	{ "RX-PKTS", "rx_packets", true },
 	{ "RX-BYTES", "rx_bytes", true },
@@ -48,13 +54,28 @@ const char cmd_ps_usage[] =
 	"            The lease ends when every holder has exited.\n"
 	"  HOLDERS   the pids that hold the lease now, comma separated (at most 8;\n"
 	"            \"-\": none left, the release is under way; \"?\": unknown)\n"
-	"  MODE      direct: the program owns the VF\n"
-	"  IP, MAC   the program's address and its VF's MAC\n"
-	"  VF        the NIC function it drives\n"
-	"  BACKEND   afxdp or afpacket\n"
+	"  MODE      direct: the program owns the VF; indirect: its frames go\n"
+	"            through the network server (libretto-netd)\n"
+	"  IP, MAC   the program's address and the MAC it sends from (its VF's, or\n"
+	"            netd's in indirect mode)\n"
+	"  VF        the NIC function it holds (\"-\": none; during a switch the\n"
+	"            one being opened or drained)\n"
+	"  BACKEND   afxdp, afpacket (direct) or shm (indirect)\n"
+	"  POLICY    auto: librettod moves it by its packet rate; manual: it can be\n"
+	"            moved with `libretto switch`; fixed: it cannot (shared IP)\n"
+	"  SWITCHING to-direct, to-indirect: ordered, not yet done; draining: done,\n"
+	"            the old path still receives; queued-*: waits for the last\n"
+	"            switch to drain or for a VF's queue; \"-\": none under way\n"
+	"  IN-MODE-MS  how long it has been in its mode\n"
+	"  WHY       why it is in its mode: started, command:pid=N,\n"
+	"            policy:RATE>=high=N, policy:RATE<=low=N, arbitration:...,\n"
+	"            vf-link-down:vfN, runtime:nic-error, switch-failed\n"
+	"  SWITCHES  how many switches it has made\n"
+	"  PPS       its packet rate (received + sent per second) as the policy sees\n"
+	"            it, for switchable programs\n"
 	"  PORTS     the TCP/UDP ports its sockets use (\"-\": none yet)\n"
 	"  RX-PKTS, RX-BYTES, TX-PKTS, TX-BYTES\n"
-	"            frames received and sent on the VF, as the library OS counts them\n"
+	"            frames received and sent, as the library OS counts them\n"
 	"\n"
 	"With no application, prints the header and \"(no applications)\".\n"
 	"\n"

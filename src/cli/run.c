@@ -26,6 +26,9 @@ static const struct option run_opts[] = {
 	{ "vf", required_argument, NULL, 'v' },
 	{ "backend", required_argument, NULL, 'b' },
 	{ "print-lease", no_argument, NULL, 'P' },
+	{ "auto-high", required_argument, NULL, 'H' },
+	{ "auto-low", required_argument, NULL, 'L' },
+	{ "auto-dwell", required_argument, NULL, 'D' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -49,8 +52,18 @@ const char cmd_run_usage[] =
 	"  --mode indirect   the program's frames go through the network server\n"
 	"                    (libretto-netd) on the PF; --ip shared (the default in\n"
 	"                    this mode) shares librettod's shared IP with other\n"
-	"                    programs, told apart by their ports.  auto is not\n"
-	"                    available yet (exit status 2)\n"
+	"                    programs, told apart by their ports\n"
+	"  --mode auto       start indirect on a dedicated IP; librettod gives the\n"
+	"                    program a VF (direct mode) while its packet rate stays\n"
+	"                    above --auto-high, and takes it back while the rate\n"
+	"                    stays below --auto-low (both for --auto-dwell), or when\n"
+	"                    a busier auto program needs it.  Connections stay up\n"
+	"                    across every switch (docs/switching.md)\n"
+	"  --auto-high PPS   packets/s (received + sent) above which an auto program\n"
+	"                    wants a VF (default: librettod's, 20000)\n"
+	"  --auto-low PPS    packets/s below which it gives its VF back (default 5000)\n"
+	"  --auto-dwell MS   how long a rate must last, and the least time between\n"
+	"                    two switches (default 2000)\n"
 	"  --name NAME       the name `libretto ps` shows (default: CMD's basename)\n"
 	"  --ip A.B.C.D      the program's address, inside librettod's pool (see\n"
 	"                    `libretto status`; the testbed's is 10.42.0.10-10.42.0.99)\n"
@@ -64,6 +77,10 @@ const char cmd_run_usage[] =
 	"                    afpacket: AF_PACKET (slower, works without XDP);\n"
 	"                    auto: AF_XDP, else AF_PACKET with a note on stderr\n"
 	"  --print-lease     print the lease handed to the runtime on stderr\n"
+	"\n"
+	"A program on a dedicated IP (every direct one; indirect and auto ones with\n"
+	"--ip A.B.C.D or, for auto, the default pool address) can be moved between\n"
+	"direct and indirect mode while it runs: `libretto switch NAME MODE`.\n"
 	"\n"
 	"Needs `libretto up` first, and root to enter librettod's namespace unless\n"
 	"already inside it.  The runtime is libretto.so next to libretto (or\n"
@@ -94,6 +111,12 @@ static void run_default_name(const char *cmd, char *out, size_t cap)
 	out[i] = '\0';
 	if (i == 0)
 		snprintf(out, cap, "app");
+}
+
+/* NULL (not given) or a decimal count librettod will range-check. */
+static bool run_count_ok(const char *s)
+{
+	return !s || (*s && strspn(s, "0123456789") == strlen(s) && strlen(s) <= 9);
 }
 
 static bool run_ifname_ok(const char *s)
@@ -237,6 +260,7 @@ int cmd_run(int argc, char **argv)
 	static char reply[CTL_MSG_MAX], lease[CTL_MSG_MAX + 512];
 	const char *mode = "direct", *name = NULL, *ip = "auto", *vf = "auto";
 	const char *backend = "afxdp", *old_preload;
+	const char *auto_high = NULL, *auto_low = NULL, *auto_dwell = NULL;
 	char runtime[PATH_MAX], netns[128], defname[RUN_NAME_MAX + 1], req[512];
 	char *preload;
 	int fds[CTL_MAX_FDS], nfds = CTL_MAX_FDS;
@@ -245,8 +269,17 @@ int cmd_run(int argc, char **argv)
 	struct in_addr ia;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+:m:n:i:v:b:Ph", run_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:m:n:i:v:b:PhH:L:D:", run_opts, NULL)) != -1) {
 		switch (c) {
+		case 'H':
+			auto_high = optarg;
+			break;
+		case 'L':
+			auto_low = optarg;
+			break;
+		case 'D':
+			auto_dwell = optarg;
+			break;
 		case 'm':
 			mode = optarg;
 			break;
@@ -274,11 +307,13 @@ int cmd_run(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return cli_usage_err("run", "name the program to run: libretto run [OPTIONS] -- CMD [ARGS...]");
-	if (strcmp(mode, "auto") == 0) {
-		cli_err("mode auto is not available yet; use --mode direct or --mode indirect");
-		return CLI_EXIT_USAGE;
-	}
-	if (strcmp(mode, "direct") != 0 && strcmp(mode, "indirect") != 0)
+	if ((auto_high || auto_low || auto_dwell) && strcmp(mode, "auto") != 0)
+		return cli_usage_err("run", "--auto-high, --auto-low and --auto-dwell need --mode auto");
+	if (!run_count_ok(auto_high) || !run_count_ok(auto_low) || !run_count_ok(auto_dwell))
+		return cli_usage_err("run", "--auto-high, --auto-low and --auto-dwell want a whole "
+				     "number of at most 9 digits");
+	if (strcmp(mode, "direct") != 0 && strcmp(mode, "indirect") != 0 &&
+	    strcmp(mode, "auto") != 0)
 		return cli_usage_err("run", "unknown mode '%s' (direct, indirect or auto)", mode);
 	if (strcmp(backend, "afxdp") != 0 && strcmp(backend, "afpacket") != 0 &&
 	    strcmp(backend, "auto") != 0)
@@ -293,7 +328,8 @@ int cmd_run(int argc, char **argv)
 	if (strcmp(mode, "indirect") == 0 && strcmp(ip, "auto") == 0)
 		ip = "shared";
 	if (strcmp(ip, "shared") == 0 && strcmp(mode, "indirect") != 0)
-		return cli_usage_err("run", "--ip shared needs --mode indirect");
+		return cli_usage_err("run", "--ip shared needs --mode indirect (auto needs an IP of "
+				     "its own)");
 	if (strcmp(ip, "auto") != 0 && strcmp(ip, "shared") != 0 && inet_pton(AF_INET, ip, &ia) != 1)
 		return cli_usage_err("run", "--ip wants an IPv4 address like 10.42.0.10, not '%s'", ip);
 	if (strcmp(vf, "auto") != 0 && !run_ifname_ok(vf))
@@ -354,6 +390,12 @@ int cmd_run(int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	if (strcmp(mode, "indirect") == 0)
 		snprintf(req, sizeof(req), "register\nname=%s\nmode=indirect\nip=%s\n", name, ip);
+	else if (strcmp(mode, "auto") == 0)
+		snprintf(req, sizeof(req), "register\nname=%s\nmode=auto\nip=%s\n%s%s%s%s%s%s%s%s%s",
+			 name, ip, auto_high ? "auto_high=" : "", auto_high ? auto_high : "",
+			 auto_high ? "\n" : "", auto_low ? "auto_low=" : "", auto_low ? auto_low : "",
+			 auto_low ? "\n" : "", auto_dwell ? "auto_dwell_ms=" : "",
+			 auto_dwell ? auto_dwell : "", auto_dwell ? "\n" : "");
 	else
 		snprintf(req, sizeof(req), "register\nname=%s\nmode=direct\nip=%s\nvf=%s\n"
 			 "backend=%s\n", name, ip, vf, backend);

@@ -24,8 +24,15 @@ const char cmd_stats_usage[] =
 	"often librettod restarted it).  docs/netd.md explains each counter.\n"
 	"Exit status 1 when librettod or netd is not running.\n"
 	"\n"
+	"Then, for every application that can switch modes (docs/switching.md),\n"
+	"its mode, policy, how long it has been in that mode, why, how many\n"
+	"switches it made and its packet rate, as `libretto ps` shows them.\n"
+	"\n"
 	"  --json    one JSON object: {\"netd_pid\":N,\"netd_restarts\":N,\n"
-	"            \"global\":{counter:n,...},\"apps\":[{\"id\":N,counter:n,...}]}\n";
+	"            \"global\":{counter:n,...},\"apps\":[{\"id\":N,counter:n,...}],\n"
+	"            \"switching\":[{\"id\":N,\"name\":..,\"mode\":..,\"policy\":..,\n"
+	"            \"mode_since_ms\":N,\"mode_why\":..,\"switches\":N,\"rate_pps\":N,\n"
+	"            \"vf\":..}]}\n";
 
 static bool stats_is_number(const char *s)
 {
@@ -63,10 +70,10 @@ static bool stats_line_kv(const char *line, size_t len, char *key, size_t cap, c
 int cmd_stats(int argc, char **argv)
 {
 	static char reply[CTL_MSG_MAX];
-	static struct kv apps[STATS_MAX_APPS];
+	static struct kv apps[STATS_MAX_APPS], sw[STATS_MAX_APPS];
 	char pid[32] = "?", restarts[32] = "?";
 	bool json = false, first = true;
-	int c, fd, n, e, napps = 0;
+	int c, fd, n, e, napps = 0, nsw = 0;
 
 	c = cli_json_opts("stats", cmd_stats_usage, argc, argv, &json);
 	if (c >= 0)
@@ -115,6 +122,11 @@ int cmd_stats(int argc, char **argv)
 				napps++;
 			continue;
 		}
+		if (len >= 7 && strncmp(line, "switch=", 7) == 0) {
+			if (nsw < STATS_MAX_APPS && kv_parse(&sw[nsw], line, len) == 0)
+				nsw++;
+			continue;
+		}
 		if (!stats_line_kv(line, len, key, sizeof(key), &val, &vlen))
 			continue;
 		if (!strcmp(key, "errno") || !strcmp(key, "error") || !strcmp(key, "apps") ||
@@ -148,6 +160,20 @@ int cmd_stats(int argc, char **argv)
 			}
 			printf("}");
 		}
+		printf("],\"switching\":[");
+		for (int i = 0; i < nsw; i++) {
+			printf("%s{\"id\":", i ? "," : "");
+			stats_json_value(kv_get(&sw[i], "switch"));
+			for (int k = 0; k < sw[i].n; k++) {
+				if (!strcmp(sw[i].pair[k].key, "switch"))
+					continue;
+				printf(",");
+				cli_json_str(stdout, sw[i].pair[k].key);
+				printf(":");
+				stats_json_value(sw[i].pair[k].value);
+			}
+			printf("}");
+		}
 		printf("]}\n");
 	} else {
 		printf("applications behind netd: %d\n", napps);
@@ -158,8 +184,18 @@ int cmd_stats(int argc, char **argv)
 					printf(" %s=%s", apps[i].pair[k].key, apps[i].pair[k].value);
 			printf("\n");
 		}
+		printf("switchable applications: %d\n", nsw);
+		for (int i = 0; i < nsw; i++) {
+			printf("  app %s:", kv_get(&sw[i], "switch"));
+			for (int k = 0; k < sw[i].n; k++)
+				if (strcmp(sw[i].pair[k].key, "switch"))
+					printf(" %s=%s", sw[i].pair[k].key, sw[i].pair[k].value);
+			printf("\n");
+		}
 	}
 	for (int i = 0; i < napps; i++)
 		kv_free(&apps[i]);
+	for (int i = 0; i < nsw; i++)
+		kv_free(&sw[i]);
 	return CLI_EXIT_OK;
 }

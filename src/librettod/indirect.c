@@ -23,9 +23,11 @@
 /*
  * The ports one application may hold.  The runtime registers one entry per
  * (proto, port) it binds, so this bounds the sockets of distinct ports, not
- * the sockets; it matches what `ps` can show of a direct application.
+ * the sockets: a client's connections each take an ephemeral port, so it is
+ * as large as the runtime's own claim table (STACK_MAX_CLAIMS).  `ps` shows
+ * the first REGION_MAX_PORTS of them.
  */
-#define IND_MAX_PORTS REGION_MAX_PORTS
+#define IND_MAX_PORTS 4096
 
 struct ind_port {
 	uint32_t ip;       /* host byte order, the lease's address */
@@ -105,7 +107,8 @@ static int ind_region_create(struct ld_ind *x)
 	return 0;
 }
 
-static void ind_free(struct ld_ind *x)
+/* The ring region and doorbells (not the ports). */
+static void ind_rings_free(struct ld_ind *x)
 {
 	if (x->mem)
 		munmap(x->mem, x->len);
@@ -115,11 +118,41 @@ static void ind_free(struct ld_ind *x)
 		close(x->efd_netd);
 	if (x->efd_app >= 0)
 		close(x->efd_app);
+	x->mem = NULL;
+	x->ring_fd = x->efd_netd = x->efd_app = -1;
+}
+
+static void ind_free(struct ld_ind *x)
+{
+	ind_rings_free(x);
 	free(x);
 }
 
-int ind_open(unsigned id, const char *name, uint32_t ip, struct ld_ind **out, char *err,
-	     size_t errlen)
+/* A fresh ring region and doorbells, handed to netd with app_add. */
+static int ind_rings_open(struct ld_ind *x, char *err, size_t errlen)
+{
+	int e = ind_region_create(x);
+
+	if (e) {
+		snprintf(err, errlen, "cannot create the ring region: %s", strerror(-e));
+		return e;
+	}
+	x->efd_netd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	x->efd_app = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (x->efd_netd < 0 || x->efd_app < 0) {
+		e = -errno;
+		snprintf(err, errlen, "cannot create the doorbells: %s", strerror(-e));
+		ind_rings_free(x);
+		return e;
+	}
+	e = ind_app_add(x, err, errlen);
+	if (e)
+		ind_rings_free(x);
+	return e;
+}
+
+int ind_open(unsigned id, const char *name, uint32_t ip, bool attach, struct ld_ind **out,
+	     char *err, size_t errlen)
 {
 	struct ld_ind *x = calloc(1, sizeof(*x));
 	int e;
@@ -132,29 +165,46 @@ int ind_open(unsigned id, const char *name, uint32_t ip, struct ld_ind **out, ch
 	snprintf(x->name, sizeof(x->name), "%s", name);
 	x->ip = ip;
 	x->ring_fd = x->efd_netd = x->efd_app = -1;
-	e = ind_region_create(x);
-	if (e) {
-		snprintf(err, errlen, "cannot create the ring region: %s", strerror(-e));
-		ind_free(x);
-		return e;
-	}
-	x->efd_netd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	x->efd_app = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (x->efd_netd < 0 || x->efd_app < 0) {
-		e = -errno;
-		snprintf(err, errlen, "cannot create the doorbells: %s", strerror(-e));
-		ind_free(x);
-		return e;
-	}
-	e = ind_app_add(x, err, errlen);
-	if (e) {
-		ind_free(x);
-		return e;
+	if (attach) {
+		e = ind_rings_open(x, err, errlen);
+		if (e) {
+			free(x);
+			return e;
+		}
 	}
 	x->next = ind_list;
 	ind_list = x;
 	*out = x;
 	return 0;
+}
+
+bool ind_attached(const struct ld_ind *x)
+{
+	return x->mem != NULL;
+}
+
+int ind_attach(struct ld_ind *x, char *err, size_t errlen)
+{
+	if (x->mem) {
+		snprintf(err, errlen, "the application already has its rings");
+		return -EALREADY;
+	}
+	return ind_rings_open(x, err, errlen);
+}
+
+void ind_detach(struct ld_ind *x)
+{
+	char text[64], err[160];
+	int e;
+
+	if (x->added) {
+		snprintf(text, sizeof(text), "app_del\nid=%u\n", x->id);
+		e = netd_sup_request(text, NULL, 0, err, sizeof(err));
+		if (e && e != -ENETDOWN)
+			ld_log("app=%u: netd refused app_del: %s", x->id, err);
+		x->added = false;
+	}
+	ind_rings_free(x);
 }
 
 int ind_fds(const struct ld_ind *x, int fds[3])
@@ -238,7 +288,7 @@ void ind_close(struct ld_ind *x, const struct libretto_region *r)
 		n = porttab_remove_all(pt, x->id);
 	/* The peers' answers to the probes must still find netd serving the
 	 * address (a dedicated one goes with app_del): give them a moment. */
-	if (ind_reap(x, r)) {
+	if (x->added && ind_reap(x, r)) {
 		struct timespec ts = { 0, 50 * 1000000L };
 
 		nanosleep(&ts, NULL);
@@ -381,14 +431,15 @@ int ind_port(struct ld_ind *x, const struct kv *req, uid_t uid, char *err, size_
 
 void ind_fmt_ports(const struct ld_ind *x, char *buf, size_t len)
 {
-	struct region_port rp[IND_MAX_PORTS];
+	struct region_port rp[REGION_MAX_PORTS];
+	int n = x->nports < REGION_MAX_PORTS ? x->nports : REGION_MAX_PORTS;
 
-	for (int i = 0; i < x->nports; i++) {
+	for (int i = 0; i < n; i++) {
 		rp[i].port = x->ports[i].port;
 		rp[i].proto = x->ports[i].proto == IPPROTO_TCP ? REGION_PROTO_TCP : REGION_PROTO_UDP;
 		rp[i].state = 1;
 	}
-	proto_fmt_ports(rp, (uint32_t)x->nports, buf, len);
+	proto_fmt_ports(rp, (uint32_t)n, buf, len);
 }
 
 void ind_netd_up(void)
@@ -402,6 +453,8 @@ void ind_netd_up(void)
 	 */
 	for (struct ld_ind *x = ind_list; x; x = x->next) {
 		x->added = false;
+		if (!x->mem)
+			continue;	/* a switchable application in direct mode */
 		if (ind_app_add(x, err, sizeof(err)) == 0)
 			ld_log("app=%u name=%s: handed back to the new netd", x->id, x->name);
 		else
@@ -416,6 +469,8 @@ void ind_netd_down(void)
 		struct ring_region_hdr *h = x->mem;
 
 		x->added = false;
+		if (!h)
+			continue;
 		__atomic_and_fetch(&h->flags, ~RING_REGION_F_NETD_UP, __ATOMIC_RELEASE);
 	}
 }

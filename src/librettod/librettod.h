@@ -32,6 +32,8 @@ struct ld_config {
 	bool daemon;
 	const char *log_path;
 	const char *pidfile;    /* NULL: none */
+	/* The auto policy's defaults, packets/s and ms (main.c fills them). */
+	unsigned auto_high, auto_low, auto_dwell_ms;
 };
 
 /* log.c: timestamped lines on stderr (the log file under --daemon). */
@@ -120,6 +122,12 @@ int netd_sup_stats(char *out, size_t cap, char *err, size_t errlen);
 /* The port table librettod writes (NULL when it could not be created). */
 struct porttab *netd_sup_porttab(void);
 void netd_sup_stop(void);
+/*
+ * Live upgrade to the netd binary path (NULL: restart the same binary)
+ * without losing a frame: the old netd hands over at a ring boundary, the
+ * new one adopts the same rings.  0 with a sentence in msg, or -errno.
+ */
+int netd_sup_upgrade(const char *path, char *msg, size_t len);
 /* ---- end: netd supervision ---- */
 
 /* ---- begin: netd supervision, indirect mode's needs (netd_sup.c, tag p) ---- */
@@ -157,8 +165,19 @@ void netd_sup_mac(uint8_t mac[6]);
 #define LD_IND_FRAME_SIZE 2048
 #define LD_IND_RING_SIZE 512
 struct ld_ind;
-int ind_open(unsigned id, const char *name, uint32_t ip, struct ld_ind **out, char *err,
-	     size_t errlen);
+int ind_open(unsigned id, const char *name, uint32_t ip, bool attach, struct ld_ind **out,
+	     char *err, size_t errlen);
+/*
+ * Mode switching (issue 6): a switchable application in direct mode has an
+ * ld_ind without rings (ind_open(attach=false)): its ports are in the port
+ * table, but netd does not know it.  ind_attach() gives it a fresh ring
+ * region and doorbells and sends app_add (0 or -errno with err);
+ * ind_detach() sends app_del and frees the rings, keeping the ports.
+ * ind_attached(): whether it has rings now.
+ */
+int ind_attach(struct ld_ind *x, char *err, size_t errlen);
+void ind_detach(struct ld_ind *x);
+bool ind_attached(const struct ld_ind *x);
 int ind_fds(const struct ld_ind *x, int fds[3]);
 void ind_close(struct ld_ind *x, const struct libretto_region *r);
 int ind_port(struct ld_ind *x, const struct kv *req, uid_t uid, char *err, size_t errlen);

@@ -27,6 +27,11 @@
 #define DEFAULT_PREFIX 24
 #define DEFAULT_LOG LIBRETTO_CONTROL_DIR "/librettod.log"
 #define DEFAULT_PIDFILE LIBRETTO_CONTROL_DIR "/librettod.pid"
+#define DEFAULT_AUTO_CONF "/etc/libretto/auto.conf"
+/* The auto policy's defaults: packets/s (rx + tx) and ms. */
+#define DEFAULT_AUTO_HIGH 20000
+#define DEFAULT_AUTO_LOW 5000
+#define DEFAULT_AUTO_DWELL_MS 2000
 
 static void usage(FILE *f)
 {
@@ -53,6 +58,15 @@ static void usage(FILE *f)
 "                    default " DEFAULT_LOG "\n"
 "  --pidfile FILE    write the daemon's pid to FILE (removed at exit);\n"
 "                    default with --daemon: " DEFAULT_PIDFILE ", without: none\n"
+"  --auto-high PPS, --auto-low PPS, --auto-dwell MS\n"
+"                    defaults of the auto policy for `libretto run --mode auto`\n"
+"                    (packets/s received + sent above which an application\n"
+"                    wants a VF, below which it gives it back, and how long a\n"
+"                    rate must last); default 20000, 5000, 2000, or the values\n"
+"                    of the config file\n"
+"  --auto-config FILE  read high=, low=, dwell_ms= lines from FILE; default\n"
+"                    $LIBRETTO_AUTO_CONF, else " DEFAULT_AUTO_CONF " if it\n"
+"                    exists.  The command line wins over the file\n"
 "  -h, --help        show this help\n"
 "\n"
 "The control socket is mode 0666: any local user may lease a VF.  Only root or\n"
@@ -104,10 +118,76 @@ static void usage_error(const char *fmt, ...)
 	exit(2);
 }
 
+/* A count option or config value: 1..max, else 0 (the caller complains). */
+static unsigned parse_count(const char *s, unsigned max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v == 0 || v > max || *s == '-')
+		return 0;
+	return (unsigned)v;
+}
+
+/*
+ * The auto policy's defaults from a config file (high=, low=, dwell_ms=,
+ * # comments).  Values the command line gave stay.  A file named
+ * explicitly must exist; the default one may not.
+ */
+static void auto_config_read(const char *path, bool must, struct ld_config *cfg,
+			     const struct ld_config *given)
+{
+	char line[256];
+	int no = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f) {
+		if (must || errno != ENOENT)
+			usage_error("--auto-config: cannot read %s: %s", path, strerror(errno));
+		return;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *v, *k = line + strspn(line, " \t");
+		unsigned *dst = NULL, given_v = 0, max = 100000000;
+
+		no++;
+		k[strcspn(k, "\r\n#")] = '\0';
+		if (!*k)
+			continue;
+		v = strchr(k, '=');
+		if (!v)
+			usage_error("%s:%d: expected key=value", path, no);
+		*v++ = '\0';
+		k[strcspn(k, " \t")] = '\0';
+		v += strspn(v, " \t");
+		v[strcspn(v, " \t")] = '\0';
+		if (!strcmp(k, "high")) {
+			dst = &cfg->auto_high;
+			given_v = given->auto_high;
+		} else if (!strcmp(k, "low")) {
+			dst = &cfg->auto_low;
+			given_v = given->auto_low;
+		} else if (!strcmp(k, "dwell_ms")) {
+			dst = &cfg->auto_dwell_ms;
+			given_v = given->auto_dwell_ms;
+			max = 3600000;
+		} else {
+			usage_error("%s:%d: unknown key '%s' (high, low, dwell_ms)", path, no, k);
+		}
+		if (!parse_count(v, max))
+			usage_error("%s:%d: %s=%s is not a number in 1..%u", path, no, k, v, max);
+		if (!given_v)
+			*dst = parse_count(v, max);
+	}
+	fclose(f);
+}
+
 static void parse_args(int argc, char **argv, struct ld_config *cfg)
 {
 	enum { O_NETNS = 256, O_NIC, O_VFS, O_SHARED, O_POOL, O_PREFIX, O_GW, O_CONTROL,
-	       O_DAEMON, O_LOG, O_PIDFILE };
+	       O_DAEMON, O_LOG, O_PIDFILE, O_AUTO_HIGH, O_AUTO_LOW, O_AUTO_DWELL, O_AUTO_CONF };
 	static const struct option opts[] = {
 		{ "netns", required_argument, NULL, O_NETNS },
 		{ "nic", required_argument, NULL, O_NIC },
@@ -120,10 +200,15 @@ static void parse_args(int argc, char **argv, struct ld_config *cfg)
 		{ "daemon", no_argument, NULL, O_DAEMON },
 		{ "log", required_argument, NULL, O_LOG },
 		{ "pidfile", required_argument, NULL, O_PIDFILE },
+		{ "auto-high", required_argument, NULL, O_AUTO_HIGH },
+		{ "auto-low", required_argument, NULL, O_AUTO_LOW },
+		{ "auto-dwell", required_argument, NULL, O_AUTO_DWELL },
+		{ "auto-config", required_argument, NULL, O_AUTO_CONF },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *netns = NULL, *nic = NULL, *pidfile = NULL;
+	const char *netns = NULL, *nic = NULL, *pidfile = NULL, *auto_conf = NULL;
+	struct ld_config given;
 	char err[256];
 	int c;
 
@@ -192,6 +277,21 @@ static void parse_args(int argc, char **argv, struct ld_config *cfg)
 		case O_PIDFILE:
 			pidfile = optarg;
 			break;
+		case O_AUTO_HIGH:
+			if (!(cfg->auto_high = parse_count(optarg, 100000000)))
+				usage_error("--auto-high: '%s' is not a rate in 1..100000000", optarg);
+			break;
+		case O_AUTO_LOW:
+			if (!(cfg->auto_low = parse_count(optarg, 100000000)))
+				usage_error("--auto-low: '%s' is not a rate in 1..100000000", optarg);
+			break;
+		case O_AUTO_DWELL:
+			if (!(cfg->auto_dwell_ms = parse_count(optarg, 3600000)))
+				usage_error("--auto-dwell: '%s' is not a time in 1..3600000 ms", optarg);
+			break;
+		case O_AUTO_CONF:
+			auto_conf = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -202,6 +302,22 @@ static void parse_args(int argc, char **argv, struct ld_config *cfg)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
+	given = *cfg;
+	if (auto_conf)
+		auto_config_read(auto_conf, true, cfg, &given);
+	else if (getenv("LIBRETTO_AUTO_CONF") && *getenv("LIBRETTO_AUTO_CONF"))
+		auto_config_read(getenv("LIBRETTO_AUTO_CONF"), true, cfg, &given);
+	else
+		auto_config_read(DEFAULT_AUTO_CONF, false, cfg, &given);
+	if (!cfg->auto_high)
+		cfg->auto_high = DEFAULT_AUTO_HIGH;
+	if (!cfg->auto_low)
+		cfg->auto_low = DEFAULT_AUTO_LOW;
+	if (!cfg->auto_dwell_ms)
+		cfg->auto_dwell_ms = DEFAULT_AUTO_DWELL_MS;
+	if (cfg->auto_low >= cfg->auto_high)
+		usage_error("the auto policy's low threshold (%u) must be below its high one (%u)",
+			    cfg->auto_low, cfg->auto_high);
 
 	/* Without --nic the testbed is meant: its PF in its host namespace. */
 	cfg->nic = nic ? nic : DEFAULT_NIC;
@@ -434,9 +550,10 @@ int main(int argc, char **argv)
 		if (n > 0)
 			used += (size_t)n;
 	}
-	ld_log("started pid=%d netns=%s nic=%s vfs=%s pool=%s-%s control=%s", (int)getpid(),
-	       cfg.netns ? cfg.netns : "-", cfg.nic, vfs, ip_fmt(cfg.pool_first, a),
-	       ip_fmt(cfg.pool_last, z), cfg.control);
+	ld_log("started pid=%d netns=%s nic=%s vfs=%s pool=%s-%s control=%s auto_high=%u "
+	       "auto_low=%u auto_dwell_ms=%u", (int)getpid(), cfg.netns ? cfg.netns : "-", cfg.nic,
+	       vfs, ip_fmt(cfg.pool_first, a), ip_fmt(cfg.pool_last, z), cfg.control, cfg.auto_high,
+	       cfg.auto_low, cfg.auto_dwell_ms);
 	if (report_fd >= 0) {
 		ssize_t n = write(report_fd, "OK", 2);
 

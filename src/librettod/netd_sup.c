@@ -32,21 +32,36 @@
  * handles its control socket in its loop, which never blocks for long), so a
  * reply slower than NETD_REQ_TIMEOUT_MS means something is badly wrong.
  * A netd that dies within NETD_QUICK_MS of its start counts as a quick
- * death; after NETD_QUICK_MAX of them in a row the next start waits
- * NETD_BACKOFF_MS instead of following at once, so a netd that cannot run
- * does not make librettod spin.  At shutdown netd gets NETD_QUIT_WAIT_MS to
+ * death (it is dying at start-up); a death after a longer run is followed by
+ * a new netd at once.  After NETD_QUICK_MAX quick deaths in a row the next
+ * start waits NETD_BACKOFF_MS, doubling with each further one up to
+ * NETD_BACKOFF_MAX_MS, so a netd that cannot run does not make librettod
+ * spin.  At shutdown netd gets NETD_QUIT_WAIT_MS to
  * exit after `quit` before it is killed.
  */
 #define NETD_REQ_TIMEOUT_MS 2000
-#define NETD_QUICK_MS 5000
-#define NETD_QUICK_MAX 5
-#define NETD_BACKOFF_MS 1000
+#define NETD_QUICK_MS 1000
+#define NETD_QUICK_MAX 3
+#define NETD_BACKOFF_MS 100
+#define NETD_BACKOFF_MAX_MS 10000
+/*
+ * Hang detection: the heartbeat in the NIC state region (netd.h) is checked
+ * every NETD_HB_CHECK_MS; netd beats at least every NETD_HEARTBEAT_MS even
+ * when idle, so NETD_HB_HUNG_MS without a beat means hung, not asleep.
+ */
+#define NETD_HB_CHECK_MS 250
+#define NETD_HB_HUNG_MS 1000
+/* After this many quick deaths in a row the rings are not adopted any more:
+ * the next netd gets a fresh XSK and UMEM (in case the state is to blame). */
+#define NETD_FRESH_AFTER NETD_QUICK_MAX
 /* The kernel may still hold the PF's queue a moment after the old XSK went. */
 #define NETD_RETRY_MS 20
 #define NETD_BUSY_TRIES 50
 #define NETD_QUIT_WAIT_MS 2000
-/* Port table slots: far more than NETD_MAX_APPS applications need today. */
-#define NETD_PORTTAB_SLOTS 4096
+/* Port table slots (3/4 usable): every application on a dedicated IP
+ * claims each ephemeral port of its connections too (mode switching), so a
+ * few busy clients need thousands.  32 bytes a slot: 2 MiB. */
+#define NETD_PORTTAB_SLOTS 65536
 
 enum netd_state { NETD_STOPPED, NETD_RUNNING, NETD_RESTARTING };
 
@@ -57,7 +72,7 @@ static const char *const netd_state_names[] = {
 };
 
 /* Tags of the supervisor's own epoll set (netd_sup_fd()). */
-enum { TAG_PIDFD = 1, TAG_TIMER = 2 };
+enum { TAG_PIDFD = 1, TAG_TIMER = 2, TAG_HB = 3 };
 
 static struct {
 	const struct ld_config *cfg;
@@ -79,7 +94,23 @@ static struct {
 	void *pt_mem;
 	size_t pt_size;
 	struct porttab pt;
+	/* The NIC state (netd.h struct netd_shared): frame owners, heartbeat. */
+	int sh_fd;
+	struct netd_shared *sh;
+	size_t sh_len;
+	bool fresh_next;         /* the next start gets a fresh XSK and state */
+	bool handover_next;      /* the next start follows a clean handover */
+	/* Hang detection. */
+	int hb_fd;
+	uint64_t hb_last, hb_moved_ms;
+	char kill_reason[160];   /* why librettod killed netd, "" if it did not */
 	/* History, for status and the log. */
+	uint64_t down_ms;        /* when the current outage began, 0: none */
+	unsigned upgrades;       /* live upgrades and requested restarts */
+	char last_event[200];    /* the last restart or upgrade and its reason */
+	long last_gap_ms;        /* its outage: death seen (or handover) to running */
+	/* Counters of netds that handed over (their final `handover` reply). */
+	uint64_t prev_rx_frames, prev_rx_delivered, prev_rx_handled, prev_rx_dropped;
 	unsigned restarts;       /* netd processes started after the first */
 	unsigned quick_deaths;   /* in a row */
 	unsigned busy_tries;     /* EBUSY retries of the current start */
@@ -87,7 +118,8 @@ static struct {
 	char last_exit[64];      /* "-" until netd has died once */
 	char reason[400];        /* why netd is not running, "" when it is */
 	char buf[NETD_MSG_MAX];
-} N = { .epfd = -1, .timer_fd = -1, .pidfd = -1, .ctl = -1, .pt_fd = -1 };
+} N = { .epfd = -1, .timer_fd = -1, .pidfd = -1, .ctl = -1, .pt_fd = -1, .sh_fd = -1, .hb_fd = -1,
+	.last_gap_ms = -1 };
 
 static uint64_t mono_ms(void)
 {
@@ -192,6 +224,44 @@ static int porttab_setup(void)
 	return 0;
 }
 
+/* The NIC state region: a memfd librettod keeps across netds (netd.h). */
+static int state_setup(void)
+{
+	int fd, err;
+
+	N.sh_len = netd_shared_size(LD_UMEM_FRAMES);
+	fd = memfd_create("libretto-netd-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)N.sh_len) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	N.sh = mmap(NULL, N.sh_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (N.sh == MAP_FAILED) {
+		err = -errno;
+		N.sh = NULL;
+		close(fd);
+		return err;
+	}
+	N.sh_fd = fd;
+	return 0;
+}
+
+/* A fresh XSK needs a fresh state: no frame owner recorded, no magic. */
+static void state_reset(void)
+{
+	if (N.sh)
+		memset(N.sh, 0, N.sh_len);
+}
+
+static uint64_t state_heartbeat(void)
+{
+	return N.sh ? __atomic_load_n(&N.sh->heartbeat, __ATOMIC_RELAXED) : 0;
+}
+
 /*
  * One request to netd and its reply in N.buf.  Returns the reply's errno
  * value (0 success, positive failure, with "error=" in N.buf), or -errno
@@ -262,6 +332,35 @@ static const char *reply_error(void)
 	return word;
 }
 
+/* The value of "key=" in the last reply (up to the end of its line). */
+static void kv_reply_word(const char *key, char *out, size_t cap)
+{
+	char pat[40];
+	const char *e;
+	size_t len;
+
+	snprintf(pat, sizeof(pat), "%s=", key);
+	for (e = strstr(N.buf, pat); e && e != N.buf && e[-1] != '\n'; e = strstr(e + 1, pat))
+		;
+	if (!e)
+		return;
+	e += strlen(pat);
+	len = strcspn(e, "\n");
+	if (len >= cap)
+		len = cap - 1;
+	memcpy(out, e, len);
+	out[len] = '\0';
+}
+
+/* A counter of the last reply, 0 when absent. */
+static uint64_t reply_u64(const char *key)
+{
+	char v[32] = "0";
+
+	kv_reply_word(key, v, sizeof(v));
+	return strtoull(v, NULL, 10);
+}
+
 static void format_status(int st, char *buf, size_t len)
 {
 	if (WIFEXITED(st))
@@ -324,27 +423,14 @@ static void netd_child(int sock)
 }
 
 /*
- * Open the PF's XSK, start netd and hand it the NIC, the port table and the
- * shared IP.  Returns 0 (netd running) or -errno with the cause in N.reason;
- * on failure no netd process is left.
+ * Fork and exec netd with its end of a new control socketpair; N.pid,
+ * N.ctl and N.pidfd describe it afterwards.  0 or -errno with N.reason.
  */
-static int netd_try_start(void)
+static int netd_spawn(void)
 {
-	const struct ld_config *cfg = N.cfg;
-	char text[512], ipbuf[16], mac[24];
-	struct ld_dev_err de;
-	int sp[2], fds[2], rofd, err;
+	int sp[2], err;
 	pid_t pid;
 
-	if (!N.dev_open) {
-		memset(&de, 0, sizeof(de));
-		err = dev_open_afxdp(&N.dev, cfg->nic, &de);
-		if (err) {
-			snprintf(N.reason, sizeof(N.reason), "AF_XDP on %s: %.360s", cfg->nic, de.msg);
-			return err;
-		}
-		N.dev_open = true;
-	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
 		err = -errno;
 		snprintf(N.reason, sizeof(N.reason), "socketpair: %s", strerror(-err));
@@ -383,20 +469,74 @@ static int netd_try_start(void)
 			return err;
 		}
 	}
+	return 0;
+}
+
+/*
+ * Open the PF's XSK, start netd and hand it the NIC, the port table and the
+ * shared IP.  Returns 0 (netd running) or -errno with the cause in N.reason;
+ * on failure no netd process is left.
+ */
+static int netd_try_start(void)
+{
+	const struct ld_config *cfg = N.cfg;
+	char text[512], ipbuf[16], mac[24], adopted[8] = "0", reclaimed[24] = "0";
+	struct ld_dev_err de;
+	int fds[3], rofd, err;
+	bool handover = N.handover_next;
+	uint64_t nic_ms = 0;
+
+	N.handover_next = false;
+	if (N.fresh_next && N.dev_open) {
+		dev_close(&N.dev);
+		N.dev_open = false;
+	}
+	N.fresh_next = false;
+	if (!N.dev_open) {
+		memset(&de, 0, sizeof(de));
+		err = dev_open_afxdp(&N.dev, cfg->nic, &de);
+		if (err) {
+			snprintf(N.reason, sizeof(N.reason), "AF_XDP on %s: %.360s", cfg->nic, de.msg);
+			return err;
+		}
+		N.dev_open = true;
+		/* New rings: no frame has an owner yet. */
+		state_reset();
+	}
+	/* A live upgrade starts the process first (netd_spawn()), outside the gap. */
+	if (N.pid <= 0) {
+		err = netd_spawn();
+		if (err)
+			return err;
+	}
 
 	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", N.dev.mac[0], N.dev.mac[1],
 		 N.dev.mac[2], N.dev.mac[3], N.dev.mac[4], N.dev.mac[5]);
+	/*
+	 * The same XSK, UMEM and state for every netd: a new one adopts the
+	 * rings where its predecessor left them (netd.h "nic"), so the PF's
+	 * queue is never unbound and frames arriving meanwhile wait on its
+	 * rx ring instead of being dropped.
+	 */
 	snprintf(text, sizeof(text), "nic\nifname=%s\nmac=%s\numem_size=%zu\nframe_size=%d\n"
-		 "ring_size=%d\n", N.dev.ifname, mac, (size_t)LD_UMEM_SIZE, LD_FRAME_SIZE,
-		 LD_RING_SIZE);
+		 "ring_size=%d\nhold=1\n%s", N.dev.ifname, mac, (size_t)LD_UMEM_SIZE, LD_FRAME_SIZE,
+		 LD_RING_SIZE, handover ? "handover=1\n" : "");
 	fds[0] = xsk_socket__fd(N.dev.xsk);
 	fds[1] = N.dev.umem_fd;
-	err = netd_request(text, fds, 2);
+	fds[2] = N.sh_fd;
+	err = netd_request(text, fds, N.sh_fd >= 0 ? 3 : 2);
 	if (err) {
 		snprintf(N.reason, sizeof(N.reason), "netd refused the NIC %s: %s", cfg->nic,
 			 err > 0 ? reply_error() : strerror(-err));
+		/* A refusal (not a netd that died or never ran): perhaps the rings
+		 * it was to adopt are to blame; the next one starts afresh. */
+		if (err > 0)
+			N.fresh_next = true;
 		goto fail;
 	}
+	kv_reply_word("adopted", adopted, sizeof(adopted));
+	kv_reply_word("reclaimed", reclaimed, sizeof(reclaimed));
+	nic_ms = mono_ms();
 	/*
 	 * A read-only descriptor of the table: netd could not map it writable
 	 * even if it tried.  Fall back to ours (netd maps it read-only anyway).
@@ -422,12 +562,34 @@ static int netd_try_start(void)
 	}
 	N.reason[0] = '\0';
 	N.state = NETD_RUNNING;
-	if (N.ever_started)
+	if (N.ever_started && !handover)
 		N.restarts++;
 	N.ever_started = true;
-	ld_log("netd started: pid=%d nic=%s mac=%s shared_ip=%s restarts=%u", (int)N.pid,
-	       cfg->nic, mac, ipbuf, N.restarts);
+	N.kill_reason[0] = '\0';
+	N.hb_last = state_heartbeat();
+	N.hb_moved_ms = mono_ms();
+	ld_log("netd started: pid=%d nic=%s mac=%s shared_ip=%s restarts=%u adopted=%s "
+	       "reclaimed=%s (exec to NIC taken %llu ms)", (int)N.pid, cfg->nic, mac, ipbuf,
+	       N.restarts, adopted, reclaimed, (unsigned long long)(nic_ms - N.started_ms));
 	ind_netd_up();             /* tag p: the indirect leases, after nic/porttab/ip */
+	/*
+	 * Only now may netd touch the rings (it was started with hold=1):
+	 * earlier, a frame for an application not yet added would be answered
+	 * as if its port had no owner (a RST for a SYN).
+	 */
+	err = netd_request("start\n", NULL, 0);
+	if (err) {
+		ld_log("netd pid=%d did not start moving frames: %s; killing it", (int)N.pid,
+		       err > 0 ? reply_error() : strerror(-err));
+		snprintf(N.kill_reason, sizeof(N.kill_reason), "refused start");
+		kill(N.pid, SIGKILL);
+	}
+	if (N.down_ms) {
+		N.last_gap_ms = (long)(mono_ms() - N.down_ms);
+		N.down_ms = 0;
+		ld_log("netd pid=%d serves again %ld ms after the outage began (%s)", (int)N.pid,
+		       N.last_gap_ms, N.last_event);
+	}
 	return 0;
 fail:
 	{
@@ -447,11 +609,26 @@ fail:
 		}
 		if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
 			snprintf(N.last_exit, sizeof(N.last_exit), "%s", how);
-		/* The rings were touched: a new netd needs a fresh XSK. */
-		dev_close(&N.dev);
-		N.dev_open = false;
+		/* The rings stay: the next netd adopts them (unless fresh_next). */
 		return err > 0 ? -err : err;
 	}
+}
+
+/*
+ * The delay before the next start after `quick` quick deaths (or failed
+ * starts) in a row: none for the first ones, so a netd that ran well and
+ * crashed once is back at once; then exponential, capped, so a netd that
+ * cannot run does not make librettod spin.
+ */
+static unsigned backoff_ms(unsigned quick)
+{
+	unsigned d = NETD_BACKOFF_MS;
+
+	if (quick < NETD_QUICK_MAX)
+		return 0;
+	for (unsigned i = NETD_QUICK_MAX; i < quick && d < NETD_BACKOFF_MAX_MS; i++)
+		d *= 2;
+	return d < NETD_BACKOFF_MAX_MS ? d : NETD_BACKOFF_MAX_MS;
 }
 
 /* A start attempt from the timer: on failure, try again later. */
@@ -479,18 +656,23 @@ static void netd_attempt(void)
 	}
 	N.busy_tries = 0;
 	N.quick_deaths++;
-	delay = N.quick_deaths >= NETD_QUICK_MAX ? NETD_BACKOFF_MS : NETD_RETRY_MS;
+	if (N.quick_deaths >= NETD_FRESH_AFTER)
+		N.fresh_next = true;
+	delay = backoff_ms(N.quick_deaths);
+	if (delay < NETD_RETRY_MS)
+		delay = NETD_RETRY_MS;
 	/* A netd that cannot start at all logs once a minute, not every second. */
-	if (N.quick_deaths <= NETD_QUICK_MAX || N.quick_deaths % 60 == 0)
-		ld_log("netd start failed (%u in a row): %s; next try in %u ms", N.quick_deaths,
-		       N.reason, delay);
+	if (N.quick_deaths <= NETD_QUICK_MAX + 3 || N.quick_deaths % 60 == 0)
+		ld_log("netd start failed (%u in a row): %s; next try in %u ms%s", N.quick_deaths,
+		       N.reason, delay, N.quick_deaths >= NETD_QUICK_MAX ? " (exponential back-off)" :
+		       "");
 	timer_set_ms(delay);
 }
 
 /* netd's process ended: record why and schedule the next one. */
 static void netd_died(void)
 {
-	uint64_t lived = mono_ms() - N.started_ms;
+	uint64_t now = mono_ms(), lived = now - N.started_ms;
 	int st = 0;
 	pid_t pid = N.pid, r;
 	unsigned delay;
@@ -503,21 +685,64 @@ static void netd_died(void)
 		snprintf(N.last_exit, sizeof(N.last_exit), "unknown (%s)", strerror(errno));
 	netd_forget();
 	/*
-	 * netd took over the rings of this XSK; a new netd refuses rings that
-	 * were used (netd.h "nic"), so the next start gets a fresh XSK and
-	 * UMEM.  Frames in flight are lost, as on a NIC reset; TCP resends.
+	 * The XSK, its UMEM and the NIC state stay: the next netd adopts the
+	 * rings where this one left them (frames that arrive meanwhile wait on
+	 * the rx ring).  Only a netd that keeps dying at start-up gets fresh
+	 * ones, in case the rings' state is what kills it.
 	 */
-	dev_close(&N.dev);
-	N.dev_open = false;
 	ind_netd_down();           /* tag p: the regions say netd is gone */
+	if (!N.down_ms)
+		N.down_ms = now;
 	N.quick_deaths = lived < NETD_QUICK_MS ? N.quick_deaths + 1 : 0;
-	delay = N.quick_deaths >= NETD_QUICK_MAX ? NETD_BACKOFF_MS : 0;
+	if (N.quick_deaths >= NETD_FRESH_AFTER)
+		N.fresh_next = true;
+	delay = backoff_ms(N.quick_deaths);
 	N.state = NETD_RESTARTING;
+	snprintf(N.last_event, sizeof(N.last_event), "%s%s",
+		 N.kill_reason[0] ? N.kill_reason : "crash: ", N.kill_reason[0] ? "" : N.last_exit);
 	snprintf(N.reason, sizeof(N.reason), "netd pid %d ended (%s) after %llu ms; restarting",
 		 (int)pid, N.last_exit, (unsigned long long)lived);
-	ld_log("netd pid=%d ended: %s after %llu ms (%u quick in a row); restarting in %u ms",
-	       (int)pid, N.last_exit, (unsigned long long)lived, N.quick_deaths, delay);
+	if (delay)
+		ld_log("netd pid=%d ended: %s after %llu ms; it keeps dying at start-up (%u times "
+		       "in a row within %d ms): next start in %u ms (exponential back-off)%s",
+		       (int)pid, N.last_exit, (unsigned long long)lived, N.quick_deaths,
+		       NETD_QUICK_MS, delay, N.fresh_next ? ", with a fresh XSK" : "");
+	else
+		ld_log("netd pid=%d ended: %s after %llu ms (reason: %s); restarting now%s",
+		       (int)pid, N.last_exit, (unsigned long long)lived, N.last_event,
+		       N.fresh_next ? " with a fresh XSK" : ", adopting its rings");
+	N.kill_reason[0] = '\0';
+	if (delay == 0) {
+		/* At once, not through the timer: every millisecond is outage. */
+		netd_attempt();
+		return;
+	}
 	timer_set_ms(delay);
+}
+
+/* Every NETD_HB_CHECK_MS: a netd whose heartbeat stopped is hung: replace it. */
+static void netd_hb_check(void)
+{
+	uint64_t now = mono_ms(), hb;
+
+	if (N.state != NETD_RUNNING || N.pid <= 0 || N.sh == NULL || N.kill_reason[0])
+		return;
+	hb = state_heartbeat();
+	if (hb != N.hb_last) {
+		N.hb_last = hb;
+		N.hb_moved_ms = now;
+		return;
+	}
+	if (now - N.hb_moved_ms < NETD_HB_HUNG_MS)
+		return;
+	snprintf(N.kill_reason, sizeof(N.kill_reason), "hung: no heartbeat for %llu ms",
+		 (unsigned long long)(now - N.hb_moved_ms));
+	ld_log("netd pid=%d is hung (its heartbeat has not moved for %llu ms, it beats every "
+	       "%d ms even idle): killing it, it will be replaced", (int)N.pid,
+	       (unsigned long long)(now - N.hb_moved_ms), NETD_HEARTBEAT_MS);
+	/* The outage began when it stopped beating. */
+	N.down_ms = N.hb_moved_ms;
+	kill(N.pid, SIGKILL);
 }
 
 int netd_sup_start(const struct ld_config *cfg)
@@ -549,6 +774,24 @@ int netd_sup_start(const struct ld_config *cfg)
 		snprintf(N.reason, sizeof(N.reason), "cannot create the port table: %s",
 			 strerror(-err));
 		goto out;
+	}
+	err = state_setup();
+	if (err) {
+		snprintf(N.reason, sizeof(N.reason), "cannot create netd's state region: %s",
+			 strerror(-err));
+		goto out;
+	}
+	N.hb_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (N.hb_fd >= 0) {
+		struct itimerspec its = {
+			.it_value = { .tv_nsec = NETD_HB_CHECK_MS * 1000000L },
+			.it_interval = { .tv_nsec = NETD_HB_CHECK_MS * 1000000L },
+		};
+
+		ev.data.u32 = TAG_HB;
+		if (epoll_ctl(N.epfd, EPOLL_CTL_ADD, N.hb_fd, &ev) < 0 ||
+		    timerfd_settime(N.hb_fd, 0, &its, NULL) < 0)
+			ld_log("warning: no hang detection for netd: %s", strerror(errno));
 	}
 	err = netd_find();
 	if (err)
@@ -586,8 +829,28 @@ void netd_sup_on_event(void)
 
 			if (read(N.timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
 				netd_attempt();
+		} else if (evs[i].data.u32 == TAG_HB) {
+			uint64_t ticks;
+
+			if (read(N.hb_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+				netd_hb_check();
 		}
 	}
+}
+
+/* The restart and upgrade history, as status and stats show it. */
+static void netd_sup_history(struct kv_buf *b)
+{
+	char ev[sizeof(N.last_event)];
+
+	snprintf(ev, sizeof(ev), "%s", N.last_event[0] ? N.last_event : "-");
+	/* Values cannot hold spaces (kv.h). */
+	for (char *p = ev; *p; p++)
+		if (*p == ' ' || *p == '\n')
+			*p = '_';
+	kv_buf_add(b, '\n', "netd_upgrades", "%u", N.upgrades);
+	kv_buf_add(b, '\n', "netd_last_event", "%s", ev);
+	kv_buf_add(b, '\n', "netd_last_gap_ms", "%ld", N.last_gap_ms);
 }
 
 void netd_sup_status(struct kv_buf *b)
@@ -598,6 +861,7 @@ void netd_sup_status(struct kv_buf *b)
 	kv_buf_add(b, '\n', "netd_pid", "%d", N.state == NETD_RUNNING ? (int)N.pid : 0);
 	kv_buf_add(b, '\n', "netd_restarts", "%u", N.restarts);
 	kv_buf_add(b, '\n', "netd_last_exit", "%s", N.last_exit);
+	netd_sup_history(b);
 	if (N.state != NETD_RUNNING && N.reason[0]) {
 		snprintf(why, sizeof(why), "%s", N.reason);
 		for (char *p = why; *p; p++)
@@ -626,6 +890,8 @@ int netd_sup_stats(char *out, size_t cap, char *err, size_t errlen)
 		 */
 		ld_log("netd pid=%d did not answer stats within %d ms: killing it (it will be "
 		       "restarted)", (int)N.pid, NETD_REQ_TIMEOUT_MS);
+		snprintf(N.kill_reason, sizeof(N.kill_reason), "hung: no answer to stats in %d ms",
+			 NETD_REQ_TIMEOUT_MS);
 		kill(N.pid, SIGKILL);
 	}
 	if (e) {
@@ -636,12 +902,182 @@ int netd_sup_stats(char *out, size_t cap, char *err, size_t errlen)
 	kv_buf_init(&b, out, cap);
 	kv_buf_add(&b, '\n', "netd_pid", "%d", (int)N.pid);
 	kv_buf_add(&b, '\n', "netd_restarts", "%u", N.restarts);
+	netd_sup_history(&b);
+	kv_buf_add(&b, '\n', "prev_rx_frames", "%llu", (unsigned long long)N.prev_rx_frames);
+	kv_buf_add(&b, '\n', "prev_rx_delivered", "%llu", (unsigned long long)N.prev_rx_delivered);
+	kv_buf_add(&b, '\n', "prev_rx_handled", "%llu", (unsigned long long)N.prev_rx_handled);
+	kv_buf_add(&b, '\n', "prev_rx_dropped", "%llu", (unsigned long long)N.prev_rx_dropped);
 	kv_buf_raw(&b, N.buf);
 	if (!kv_buf_ok(&b)) {
 		snprintf(err, errlen, "netd's stats do not fit in one reply");
 		return -EMSGSIZE;
 	}
 	return (int)b.len;
+}
+
+/* The running netd's process fields, to keep one aside while another is N's. */
+struct netd_proc {
+	pid_t pid;
+	int ctl, pidfd;
+	unsigned stale;
+	uint64_t started_ms;
+};
+
+static void proc_swap(struct netd_proc *p)
+{
+	struct netd_proc t = { N.pid, N.ctl, N.pidfd, N.stale, N.started_ms };
+
+	N.pid = p->pid;
+	N.ctl = p->ctl;
+	N.pidfd = p->pidfd;
+	N.stale = p->stale;
+	N.started_ms = p->started_ms;
+	*p = t;
+}
+
+/*
+ * Live upgrade (path: the new binary) or restart (path NULL: the same one).
+ * The new process is started beside the running netd first and must answer
+ * `stats` (else it is killed and nothing changed).  Then the running netd is
+ * told `handover`: it finishes its round, publishes every ring index and
+ * stops touching the rings.  The new one gets the same XSK, UMEM, state
+ * region, port table and every application's region, adopts the rings
+ * exactly (handover=1: no new generation, nothing to resync) and is told to
+ * `start`; then the old one is told to quit.  Nothing is dropped meanwhile:
+ * frames wait on the XSK rx ring and on the applications' tx rings.  If the
+ * new netd fails after the handover, the old binary is started again (as
+ * after a crash).  Blocks librettod for the whole exchange (milliseconds).
+ * Returns 0 with a sentence in msg, or -errno.
+ */
+int netd_sup_upgrade(const char *path, char *msg, size_t len)
+{
+	struct netd_proc old;
+	char oldpath[sizeof(N.path)];
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = TAG_PIDFD };
+	int err, st = 0;
+	uint64_t t0, deadline;
+
+	if (N.state != NETD_RUNNING || N.ctl < 0) {
+		netd_sup_running(msg, len);
+		return -ENETDOWN;
+	}
+	if (path && access(path, X_OK) < 0) {
+		err = -errno;
+		snprintf(msg, len, "%s is not an executable: %s", path, strerror(-err));
+		return err;
+	}
+	if (path && strlen(path) >= sizeof(N.path)) {
+		snprintf(msg, len, "the path is too long");
+		return -ENAMETOOLONG;
+	}
+	/*
+	 * The old netd aside (its exit will be ours to reap, not a death to
+	 * restart from), the new process started while the old one still
+	 * moves frames: fork, exec, its start-up and sandbox stay outside the
+	 * gap.  A `stats` answer says it is in its loop.
+	 */
+	old = (struct netd_proc){ 0, -1, -1, 0, 0 };
+	proc_swap(&old);
+	epoll_ctl(N.epfd, EPOLL_CTL_DEL, old.pidfd, NULL);
+	snprintf(oldpath, sizeof(oldpath), "%s", N.path);
+	if (path)
+		snprintf(N.path, sizeof(N.path), "%s", path);
+	err = netd_spawn();
+	if (!err) {
+		err = netd_request("stats\n", NULL, 0);
+		if (err) {
+			snprintf(N.reason, sizeof(N.reason), "it did not answer: %s",
+				 err > 0 ? reply_error() : strerror(-err));
+			netd_kill_reap(NULL);
+		}
+	}
+	if (err) {
+		snprintf(msg, len, "the new netd (%.200s) did not start: %.300s; the running one "
+			 "goes on", N.path, N.reason);
+		ld_log("netd upgrade: %s", msg);
+		snprintf(N.path, sizeof(N.path), "%s", oldpath);
+		proc_swap(&old);
+		epoll_ctl(N.epfd, EPOLL_CTL_ADD, N.pidfd, &ev);
+		N.reason[0] = '\0';
+		return err > 0 ? -err : err;
+	}
+
+	/* The gap begins: the old netd stops at a ring boundary. */
+	t0 = mono_ms();
+	proc_swap(&old);
+	err = netd_request("handover\n", NULL, 0);
+	proc_swap(&old);
+	if (err) {
+		snprintf(msg, len, "netd pid %d did not hand over: %s", (int)old.pid,
+			 err > 0 ? reply_error() : strerror(-err));
+		netd_kill_reap(NULL);
+		snprintf(N.path, sizeof(N.path), "%s", oldpath);
+		proc_swap(&old);
+		epoll_ctl(N.epfd, EPOLL_CTL_ADD, N.pidfd, &ev);
+		if (err < 0 && N.pid > 0) {
+			/*
+			 * No answer: it may still hand over later and then move
+			 * no frame while alive and beating.  Replace it as a
+			 * hung netd (the restart adopts the rings).
+			 */
+			ld_log("netd pid=%d did not answer handover: killing it (it will be "
+			       "restarted)", (int)N.pid);
+			snprintf(N.kill_reason, sizeof(N.kill_reason), "hung: no answer to handover");
+			kill(N.pid, SIGKILL);
+		}
+		return err > 0 ? -err : err;
+	}
+	/* Its final counters: the frame accounting spans every netd (netd.h). */
+	N.prev_rx_frames += reply_u64("rx_frames");
+	N.prev_rx_delivered += reply_u64("rx_delivered");
+	N.prev_rx_handled += reply_u64("rx_handled");
+	N.prev_rx_dropped += reply_u64("rx_dropped");
+	N.state = NETD_RESTARTING;
+	N.down_ms = t0;
+	snprintf(N.last_event, sizeof(N.last_event), "%s%.150s (pid %d handed over)",
+		 path ? "upgrade to " : "restart requested", path ? path : "", (int)old.pid);
+	N.handover_next = true;
+	err = netd_try_start();
+	if (err) {
+		ld_log("netd upgrade: the new netd (%s) failed: %s; starting %s again", N.path,
+		       N.reason, oldpath);
+		snprintf(msg, len, "the new netd (%.200s) failed: %.300s; the previous binary runs "
+			 "again", N.path, N.reason);
+		snprintf(N.path, sizeof(N.path), "%s", oldpath);
+		/* The failed one may have moved frames: adopt as after a crash. */
+		if (netd_try_start() != 0) {
+			N.state = NETD_RESTARTING;
+			timer_set_ms(NETD_RETRY_MS);
+		}
+	}
+	/* The old netd: quit, and EOF on its socket says it twice. */
+	(void)ctl_send(old.ctl, "quit\n", 5, NULL, 0);
+	close(old.ctl);
+	deadline = mono_ms() + NETD_QUIT_WAIT_MS;
+	for (;;) {
+		struct pollfd p = { .fd = old.pidfd, .events = POLLIN };
+		uint64_t now = mono_ms();
+
+		if (old.pidfd < 0 || now >= deadline || poll(&p, 1, (int)(deadline - now)) == 1)
+			break;
+	}
+	if (waitpid(old.pid, &st, WNOHANG) != old.pid) {
+		ld_log("netd pid=%d did not exit within %d ms of quit after its handover: killing "
+		       "it", (int)old.pid, NETD_QUIT_WAIT_MS);
+		kill(old.pid, SIGKILL);
+		while (waitpid(old.pid, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (old.pidfd >= 0)
+		close(old.pidfd);
+	if (err)
+		return -EIO;
+	N.upgrades++;
+	ld_log("netd %s: pid %d handed over to pid %d (%s) in %ld ms", path ? "upgrade" : "restart",
+	       (int)old.pid, (int)N.pid, N.path, N.last_gap_ms);
+	snprintf(msg, len, "netd pid %d handed over to pid %d in %ld ms", (int)old.pid, (int)N.pid,
+		 N.last_gap_ms);
+	return 0;
 }
 
 /* ---- begin: indirect mode's needs (tag p) ---- */
@@ -734,6 +1170,15 @@ void netd_sup_stop(void)
 	if (N.timer_fd >= 0)
 		close(N.timer_fd);
 	N.timer_fd = -1;
+	if (N.hb_fd >= 0)
+		close(N.hb_fd);
+	N.hb_fd = -1;
+	if (N.sh)
+		munmap(N.sh, N.sh_len);
+	N.sh = NULL;
+	if (N.sh_fd >= 0)
+		close(N.sh_fd);
+	N.sh_fd = -1;
 	if (N.epfd >= 0)
 		close(N.epfd);
 	N.epfd = -1;

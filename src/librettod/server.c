@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/ioctl.h>
+#include <net/if.h>
 
 #include "common/kv.h"
 #include "libretto/ctl.h"
@@ -49,7 +51,15 @@
 /* `ps` names at most this many processes holding one lease. */
 #define APP_MAX_HOLDERS 8
 
-enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_CONN, EV_PIDFD, EV_TIMER, EV_NETD /* tag s */ };
+enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_CONN, EV_PIDFD, EV_TIMER, EV_NETD /* tag s */,
+	       EV_POLICY };
+
+/* Mode switching (issue 6): where an application's switch stands. */
+enum sw_state {
+	SW_IDLE = 0,     /* one path, the current mode's */
+	SW_ORDERED,      /* the order is sent; the runtime has not said switched */
+	SW_DRAINING,     /* switched; the old path is held until switch_drained */
+};
 
 /* What an epoll event points at. */
 struct ev {
@@ -93,6 +103,29 @@ struct app {
 	int nholders;              /* found by the last holders_scan(), capped */
 	struct ld_ind *ind;        /* tag p: indirect mode's rings (vf -1), NULL direct */
 	bool shared_ip;            /* tag p: ip is the shared IP, not a pool lease */
+	/*
+	 * Mode switching (issue 6, docs/switching.md).  A switchable
+	 * application has a dedicated IP and an ld_ind in both modes (its
+	 * ports are in the port table); it holds a VF (vf >= 0) in direct
+	 * mode, rings (ind_attached) in indirect mode, and both while a
+	 * switch is under way.
+	 */
+	bool switchable;
+	bool indirect;             /* the current mode */
+	bool auto_mode;            /* the policy moves it (run --mode auto) */
+	unsigned auto_high, auto_low, auto_dwell_ms;   /* packets/s, ms */
+	enum sw_state sw;
+	bool sw_to_indirect;       /* the mode of the switch under way */
+	int sw_queued;             /* 1 direct, 2 indirect: asked for while draining, or
+				    * waiting for a VF's queue to be free */
+	char sw_queued_why[64];
+	uint64_t sw_retry_until;   /* a queued switch to direct: when AF_PACKET will do */
+	uint64_t mode_since_ms;
+	char mode_why[96];
+	unsigned switches;
+	uint64_t rate_pkts, rate_pps;  /* policy: last rx+tx count, the rate */
+	uint64_t rate_ms;              /* when rate_pkts was read */
+	uint64_t above_ms, below_ms;   /* since when over high / under low, 0 not */
 	bool dead;
 	struct app *next;
 };
@@ -131,6 +164,9 @@ static struct {
 	int timer_fd;              /* ticks while registers are pending */
 	struct ev timer_ev;
 	struct ev netd_ev;         /* netd supervision (netd_sup.c, tag s) */
+	int policy_fd;             /* switching: the auto policy's and link checks' tick */
+	struct ev policy_ev;
+	unsigned auto_high, auto_low, auto_dwell_ms;   /* defaults for mode=auto */
 	int npending;
 	uint64_t *vf_released_ms;  /* per VF slot: when it was last released, 0 never */
 	struct tomb tombs[TOMB_MAX];
@@ -270,39 +306,41 @@ static void app_release(struct app *a, const char *reason)
 	char ip[16];
 
 	ld_log("release app=%u name=%s pid=%d ip=%s vf=%s backend=%s reason=%s",
-	       a->id, a->name, (int)a->pid, ip_fmt(a->ip, ip), a->ind ? "-" : vf_name(a->vf),
-	       a->ind ? "shm" : proto_backend_name(a->dev.backend), reason);
-	/* tag p: an indirect lease has no VF; its ports and rings go first. */
+	       a->id, a->name, (int)a->pid, ip_fmt(a->ip, ip), a->vf >= 0 ? vf_name(a->vf) : "-",
+	       a->indirect ? "shm" : proto_backend_name(a->dev.backend), reason);
+	/* tag p: an indirect lease's ports and rings (a switchable direct
+	 * one's ports) go first. */
 	if (a->ind) {
 		/* Not while shutting down, when the application may be alive. */
 		ind_close(a->ind, S.stop ? NULL : a->region);
 		a->ind = NULL;
-		if (!a->shared_ip && ip_pool_put(&S.ips, a->ip) < 0)
-			ld_log("error: app=%u ip %s was not taken (registry bug)", a->id, ip);
-		goto common;
 	}
-	dev_close(&a->dev);
-	/*
-	 * Connections still listed belong to a process that died without
-	 * closing them (a graceful exit leaves the table empty): reset their
-	 * peers now, with the XSK gone and before the VF and IP go back to the
-	 * pools.  Not while shutting down, when the application may be alive.
-	 */
-	if (!S.stop && a->region) {
-		char who[PROTO_NAME_MAX + 48];
+	if (a->vf >= 0) {
+		dev_close(&a->dev);
+		/*
+		 * Connections still listed belong to a process that died
+		 * without closing them (a graceful exit leaves the table
+		 * empty): reset their peers now, with the XSK gone and before
+		 * the VF and IP go back to the pools.  Not while shutting down,
+		 * when the application may be alive; not when its frames went
+		 * through netd, which probed them above.
+		 */
+		if (!S.stop && a->region && !a->indirect) {
+			char who[PROTO_NAME_MAX + 48];
 
-		snprintf(who, sizeof(who), "app=%u name=%s", a->id, a->name);
-		if (reaper_reset_peers(a->region, a->dev.ifname, a->dev.ifindex, a->dev.mac,
-				       a->ip, S.cfg->prefix, S.cfg->has_gateway, S.cfg->gateway,
-				       who) > 0)
-			tomb_add(a->ip);
+			snprintf(who, sizeof(who), "app=%u name=%s", a->id, a->name);
+			if (reaper_reset_peers(a->region, a->dev.ifname, a->dev.ifindex, a->dev.mac,
+					       a->ip, S.cfg->prefix, S.cfg->has_gateway,
+					       S.cfg->gateway, who) > 0)
+				tomb_add(a->ip);
+		}
+		S.vfs.slot[a->vf].owner = 0;
+		if (S.vf_released_ms)
+			S.vf_released_ms[a->vf] = now_ms();
+		a->vf = -1;
 	}
-	if (ip_pool_put(&S.ips, a->ip) < 0)
+	if (!a->shared_ip && ip_pool_put(&S.ips, a->ip) < 0)
 		ld_log("error: app=%u ip %s was not taken (registry bug)", a->id, ip);
-	S.vfs.slot[a->vf].owner = 0;
-	if (S.vf_released_ms)
-		S.vf_released_ms[a->vf] = now_ms();
-common:
 	region_destroy(a->region_fd, a->region);
 	a->region = NULL;
 	a->region_fd = -1;
@@ -748,6 +786,7 @@ static void on_timer(void)
 }
 
 static void cmd_register_indirect(struct conn *c, const struct kv *req);   /* tag p */
+static int auto_params(struct app *a, const struct kv *req, char *why, size_t len);
 
 static void cmd_register(struct conn *c, const struct kv *req)
 {
@@ -765,8 +804,9 @@ static void cmd_register(struct conn *c, const struct kv *req)
 		reply_err(c, EINPROGRESS, "this connection's register is still waiting for its VF");
 		return;
 	}
-	if (kv_get(req, "mode") && !strcmp(kv_get(req, "mode"), "indirect")) {
-		cmd_register_indirect(c, req);     /* tag p */
+	if (kv_get(req, "mode") && (!strcmp(kv_get(req, "mode"), "indirect") ||
+				    !strcmp(kv_get(req, "mode"), "auto"))) {
+		cmd_register_indirect(c, req);     /* tag p; auto starts indirect */
 		return;
 	}
 	err = proto_parse_register(req, &r, err_text, sizeof(err_text));
@@ -884,6 +924,17 @@ static void register_finish(struct conn *c, struct app *a, int idx)
 	a->id = ++S.next_id;
 	S.vfs.slot[idx].owner = a->id;
 	app_link(c, a);
+	a->mode_since_ms = now_ms();
+	snprintf(a->mode_why, sizeof(a->mode_why), "started");
+	/* Switchable when netd's port table exists: the ports go in it now. */
+	if (netd_sup_porttab()) {
+		char why[256];
+
+		if (ind_open(a->id, a->name, a->ip, false, &a->ind, why, sizeof(why)) == 0)
+			a->switchable = true;
+		else
+			ld_log("app=%u: cannot be switched to indirect mode: %s", a->id, why);
+	}
 
 	ip_fmt(a->ip, ip);
 	proto_fmt_mac(a->dev.mac, mac);
@@ -910,6 +961,7 @@ static void register_finish(struct conn *c, struct app *a, int idx)
 	}
 	if (a->fallback_reason[0])
 		kv_buf_add(&b, '\n', "fallback_reason", "%s", a->fallback_reason);
+	kv_buf_add(&b, '\n', "switchable", "%d", a->switchable ? 1 : 0);
 	nfds = dev_fds(&a->dev, fds, CTL_MAX_FDS - 1, names);
 	fds[nfds] = a->region_fd;
 	names[nfds++] = "region";
@@ -985,6 +1037,34 @@ static void cmd_register_indirect(struct conn *c, const struct kv *req)
 	a->uid = c->uid;
 	a->shared_ip = true;
 	a->ip = cfg->shared_ip;
+	a->indirect = true;
+	if (!strcmp(kv_get(req, "mode"), "auto")) {
+		err = auto_params(a, req, why, sizeof(why));
+		if (err) {
+			register_refused(c, name, EINVAL, "%s", why);
+			free(a);
+			return;
+		}
+		if (v && !strcmp(v, "shared")) {
+			register_refused(c, name, EINVAL, "mode=auto needs a dedicated IP (an "
+					 "application on the shared IP cannot have a VF of its own)");
+			free(a);
+			return;
+		}
+		if (!v || !strcmp(v, "auto")) {
+			if (ip_take_auto(&a->ip) < 0) {
+				ip_fmt(S.ips.first, a_ip);
+				ip_fmt(S.ips.last, b_ip);
+				register_refused(c, name, EADDRNOTAVAIL, "no free IP: all %u "
+						 "addresses of the pool %s-%s are leased",
+						 ip_pool_size(&S.ips), a_ip, b_ip);
+				free(a);
+				return;
+			}
+			a->shared_ip = false;
+			goto ip_taken;
+		}
+	}
 	if (v && strcmp(v, "shared") != 0 && strcmp(v, "auto") != 0) {
 		if (ip_parse(v, &a->ip) < 0) {
 			register_refused(c, name, EINVAL, "ip=%.32s is not an IPv4 address "
@@ -993,6 +1073,12 @@ static void cmd_register_indirect(struct conn *c, const struct kv *req)
 			return;
 		}
 		a->shared_ip = a->ip == cfg->shared_ip;
+		if (a->shared_ip && a->auto_mode) {
+			register_refused(c, name, EINVAL, "mode=auto needs a dedicated IP, not the "
+					 "shared one");
+			free(a);
+			return;
+		}
 	}
 	if (!a->shared_ip) {
 		err = ip_pool_take(&S.ips, a->ip);
@@ -1013,6 +1099,7 @@ static void cmd_register_indirect(struct conn *c, const struct kv *req)
 			return;
 		}
 	}
+ip_taken:
 	err = region_create(a->name, &a->region_fd, &a->region);
 	if (err) {
 		register_refused(c, name, -err, "cannot create the shared region: %s",
@@ -1020,7 +1107,7 @@ static void cmd_register_indirect(struct conn *c, const struct kv *req)
 		goto fail;
 	}
 	a->id = ++S.next_id;
-	err = ind_open(a->id, a->name, a->ip, &a->ind, why, sizeof(why));
+	err = ind_open(a->id, a->name, a->ip, true, &a->ind, why, sizeof(why));
 	if (err) {
 		register_refused(c, name, -err, "netd did not take the application: %s", why);
 		region_destroy(a->region_fd, a->region);
@@ -1029,6 +1116,9 @@ static void cmd_register_indirect(struct conn *c, const struct kv *req)
 	app_link(c, a);
 	netd_sup_mac(m);
 	memcpy(a->dev.mac, m, 6);
+	a->switchable = !a->shared_ip;
+	a->mode_since_ms = now_ms();
+	snprintf(a->mode_why, sizeof(a->mode_why), "started");
 
 	kv_buf_init(&b, S.out, sizeof(S.out));
 	kv_buf_add(&b, '\n', "id", "%u", a->id);
@@ -1044,6 +1134,12 @@ static void cmd_register_indirect(struct conn *c, const struct kv *req)
 	kv_buf_add(&b, '\n', "ring_nframes", "%d", LD_IND_NFRAMES);
 	kv_buf_add(&b, '\n', "ring_frame_size", "%d", LD_IND_FRAME_SIZE);
 	kv_buf_add(&b, '\n', "ring_size", "%d", LD_IND_RING_SIZE);
+	kv_buf_add(&b, '\n', "switchable", "%d", a->switchable ? 1 : 0);
+	if (a->auto_mode) {
+		kv_buf_add(&b, '\n', "auto_high", "%u", a->auto_high);
+		kv_buf_add(&b, '\n', "auto_low", "%u", a->auto_low);
+		kv_buf_add(&b, '\n', "auto_dwell_ms", "%u", a->auto_dwell_ms);
+	}
 	kv_buf_add(&b, '\n', "fds", "ring,efd_netd,efd_app,region");
 	kv_buf_add(&b, '\n', "errno", "0");
 	ind_fds(a->ind, fds);
@@ -1081,12 +1177,455 @@ static void cmd_port(struct conn *c, const struct kv *req)
 /* ---- end: indirect mode's register and port ---- */
 
 /* ------------------------------------------------------------------ */
-/* ps, status, shutdown                                                */
+/* Mode switching (issue 6, docs/switching.md)                         */
+
+/* The policy's tick: rates, thresholds, VF link checks. */
+#define POLICY_TICK_MS 250
+
+static int auto_param(const struct kv *req, const char *key, unsigned def, unsigned max,
+		      unsigned *out, char *why, size_t len)
+{
+	unsigned long v;
+	int e = kv_get_ulong(req, key, &v);
+
+	if (e == -ENOENT) {
+		*out = def;
+		return 0;
+	}
+	if (e || v > max) {
+		snprintf(why, len, "%s=%.32s is not a number in 0..%u", key,
+			 kv_get(req, key) ? kv_get(req, key) : "", max);
+		return -EINVAL;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* mode=auto's thresholds: the request's, else librettod's defaults. */
+static int auto_params(struct app *a, const struct kv *req, char *why, size_t len)
+{
+	if (auto_param(req, "auto_high", S.auto_high, 100000000, &a->auto_high, why, len) ||
+	    auto_param(req, "auto_low", S.auto_low, 100000000, &a->auto_low, why, len) ||
+	    auto_param(req, "auto_dwell_ms", S.auto_dwell_ms, 3600000, &a->auto_dwell_ms, why,
+			len))
+		return -EINVAL;
+	if (a->auto_low >= a->auto_high) {
+		snprintf(why, len, "auto_low=%u must be below auto_high=%u (hysteresis)", a->auto_low,
+			 a->auto_high);
+		return -EINVAL;
+	}
+	a->auto_mode = true;
+	return 0;
+}
+
+/* An application by id or name (the oldest of that name). */
+static struct app *app_by_ref(const char *ref)
+{
+	struct app *found = NULL;
+	char *end;
+	unsigned long id;
+
+	if (!ref || !*ref)
+		return NULL;
+	id = strtoul(ref, &end, 10);
+	if (!*end)
+		return app_by_id((unsigned)id);
+	for (struct app *a = S.apps; a; a = a->next)
+		if (!a->dead && !strcmp(a->name, ref))
+			found = a;    /* the list is newest first */
+	return found;
+}
 
 static uint64_t rd64(const uint64_t *p)
 {
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
+
+/* The VF goes back to the pool after a switch (no reset of anybody). */
+static void sw_vf_release(struct app *a)
+{
+	if (a->vf < 0)
+		return;
+	dev_close(&a->dev);
+	S.vfs.slot[a->vf].owner = 0;
+	if (S.vf_released_ms)
+		S.vf_released_ms[a->vf] = now_ms();
+	a->vf = -1;
+}
+
+/* Whether a VF netdev is up with a carrier; true when it cannot be told. */
+static bool vf_link_ok(int idx)
+{
+	struct ifreq ifr = { 0 };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	bool ok = true;
+
+	if (fd < 0)
+		return true;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", vf_name(idx));
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0)
+		ok = (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING);
+	close(fd);
+	return ok;
+}
+
+/*
+ * Open a free VF for a: 0 (a->vf, a->dev set) or -errno with msg.  A VF
+ * released a moment ago may still have its queue bound (EBUSY, see
+ * REG_RETRY_MAX_MS): the others are tried first, and -EAGAIN says to try
+ * again shortly, unless last, when AF_PACKET is accepted instead.
+ */
+static int sw_take_vf(struct app *a, bool last, char *msg, size_t len)
+{
+	char fallback[48];
+	int err = -EBUSY;
+	bool busy_recent = false;
+
+	if (vf_pool_next_free(&S.vfs, 0) < 0) {
+		char holders[512];
+
+		vf_holders_text(holders, sizeof(holders));
+		snprintf(msg, len, "no free VF: all %d are leased: %s", S.vfs.n, holders);
+		return -EBUSY;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = vf_pool_next_free(&S.vfs, 0); i >= 0; i = vf_pool_next_free(&S.vfs, i + 1)) {
+			if (vf_recently_released(i) != (pass == 1))
+				continue;
+			dev_init(&a->dev);
+			err = open_backend(&a->dev, vf_name(i),
+					   last ? PROTO_BACKEND_AUTO : PROTO_BACKEND_AFXDP, true,
+					   fallback, sizeof(fallback), msg, len);
+			if (!err) {
+				a->vf = i;
+				S.vfs.slot[i].owner = a->id;
+				return 0;
+			}
+			if (err == -EBUSY && pass == 1)
+				busy_recent = true;
+		}
+	}
+	return busy_recent && !last ? -EAGAIN : err;
+}
+
+/*
+ * Start moving a to the other mode: open the new path and send the order
+ * (ctl.h order=switch).  0, or -errno with a sentence in msg (nothing
+ * changed then).
+ */
+static int sw_start(struct app *a, bool to_indirect, const char *reason, char *msg, size_t len)
+{
+	char ip[16], mac[18];
+	const char *names[CTL_MAX_FDS];
+	int fds[CTL_MAX_FDS], nfds, err;
+	struct kv_buf b;
+
+	if (!a->switchable) {
+		snprintf(msg, len, "app=%u (%s) cannot switch: %s", a->id, a->name,
+			 a->shared_ip ? "it is on the shared IP (start it with --ip A)" :
+			 "librettod had no port table when it started");
+		return -EOPNOTSUPP;
+	}
+	if (a->sw == SW_ORDERED) {
+		snprintf(msg, len, "app=%u (%s) is already switching to %s mode", a->id, a->name,
+			 a->sw_to_indirect ? "indirect" : "direct");
+		return -EBUSY;
+	}
+	if (a->indirect == to_indirect) {
+		a->sw_queued = 0;	/* asked back to where it is: nothing queued */
+		snprintf(msg, len, "app=%u (%s) is in %s mode already", a->id, a->name,
+			 to_indirect ? "indirect" : "direct");
+		return -EALREADY;
+	}
+	if (a->sw == SW_DRAINING) {
+		/* Back before the old path is gone: once it is (a few hundred
+		 * ms), so that a path is never opened twice. */
+		a->sw_queued = to_indirect ? 2 : 1;
+		snprintf(a->sw_queued_why, sizeof(a->sw_queued_why), "%s", reason);
+		ld_log("switch app=%u name=%s to=%s reason=%s: queued until the old path drained",
+		       a->id, a->name, to_indirect ? "indirect" : "direct", reason);
+		return 0;
+	}
+	if (!a->conn || a->conn->dead) {
+		snprintf(msg, len, "app=%u (%s) has no lease connection", a->id, a->name);
+		return -ENOTCONN;
+	}
+	kv_buf_init(&b, S.out, sizeof(S.out));
+	kv_buf_add(&b, '\n', "order", "switch");
+	kv_buf_add(&b, '\n', "mode", "%s", to_indirect ? "indirect" : "direct");
+	kv_buf_add(&b, '\n', "reason", "%s", reason);
+	if (to_indirect) {
+		uint8_t m[6];
+
+		if (!netd_sup_running(msg, len)) {
+			snprintf(msg + strlen(msg), len - strlen(msg), " (indirect mode needs netd)");
+			return -ENETDOWN;
+		}
+		err = ind_attach(a->ind, msg, len);
+		if (err)
+			return err;
+		netd_sup_mac(m);
+		kv_buf_add(&b, '\n', "backend", "shm");
+		kv_buf_add(&b, '\n', "mac", "%s", proto_fmt_mac(m, mac));
+		kv_buf_add(&b, '\n', "ring_nframes", "%d", LD_IND_NFRAMES);
+		kv_buf_add(&b, '\n', "ring_frame_size", "%d", LD_IND_FRAME_SIZE);
+		kv_buf_add(&b, '\n', "ring_size", "%d", LD_IND_RING_SIZE);
+		kv_buf_add(&b, '\n', "fds", "ring,efd_netd,efd_app");
+		nfds = ind_fds(a->ind, fds);
+	} else {
+		bool last = a->sw_retry_until && now_ms() >= a->sw_retry_until;
+
+		err = sw_take_vf(a, last, msg, len);
+		if (err == -EAGAIN) {
+			/* The policy tick retries it (on_policy). */
+			if (!a->sw_retry_until)
+				a->sw_retry_until = now_ms() + REG_RETRY_MAX_MS;
+			a->sw_queued = 1;
+			snprintf(a->sw_queued_why, sizeof(a->sw_queued_why), "%s", reason);
+			return 0;
+		}
+		a->sw_retry_until = 0;
+		if (err)
+			return err;
+		kv_buf_add(&b, '\n', "backend", "%s", proto_backend_name(a->dev.backend));
+		kv_buf_add(&b, '\n', "mac", "%s", proto_fmt_mac(a->dev.mac, mac));
+		kv_buf_add(&b, '\n', "vf", "%s", vf_name(a->vf));
+		kv_buf_add(&b, '\n', "ifindex", "%d", a->dev.ifindex);
+		if (a->dev.backend == PROTO_BACKEND_AFXDP) {
+			kv_buf_add(&b, '\n', "umem_size", "%zu", LD_UMEM_SIZE);
+			kv_buf_add(&b, '\n', "frame_size", "%d", LD_FRAME_SIZE);
+			kv_buf_add(&b, '\n', "ring_size", "%d", LD_RING_SIZE);
+		}
+		nfds = dev_fds(&a->dev, fds, CTL_MAX_FDS, names);
+		kv_buf_raw(&b, "fds=");
+		for (int i = 0; i < nfds; i++) {
+			kv_buf_raw(&b, i ? "," : "");
+			kv_buf_raw(&b, names[i]);
+		}
+		kv_buf_raw(&b, "\n");
+	}
+	if (!kv_buf_ok(&b) || send_reply(a->conn, S.out, b.len, fds, nfds) < 0) {
+		snprintf(msg, len, "the order could not be sent to app=%u", a->id);
+		if (to_indirect)
+			ind_detach(a->ind);
+		else
+			sw_vf_release(a);
+		return -EIO;
+	}
+	a->sw = SW_ORDERED;
+	a->sw_to_indirect = to_indirect;
+	snprintf(a->mode_why, sizeof(a->mode_why), "%s", reason);
+	ld_log("switch app=%u name=%s ip=%s to=%s%s%s reason=%s", a->id, a->name,
+	       ip_fmt(a->ip, ip), to_indirect ? "indirect" : "direct", to_indirect ? "" : " vf=",
+	       to_indirect ? "" : vf_name(a->vf), reason);
+	return 0;
+}
+
+/* "switch app= mode=direct|indirect|auto" from the CLI (ctl.h). */
+static void cmd_switch(struct conn *c, const struct kv *req)
+{
+	const char *mode = kv_get(req, "mode");
+	struct app *a = app_by_ref(kv_get(req, "app"));
+	char msg[600], why[64];
+	int e;
+
+	if (!a) {
+		reply_err(c, ENOENT, "no application %.40s (`libretto ps` lists them)",
+			  kv_get(req, "app") ? kv_get(req, "app") : "(app= missing)");
+		return;
+	}
+	if (c->uid != 0 && c->uid != a->uid) {
+		reply_err(c, EPERM, "app=%u belongs to uid %u: only it and root may switch it",
+			  a->id, (unsigned)a->uid);
+		return;
+	}
+	if (mode && !strcmp(mode, "auto")) {
+		if (!a->switchable) {
+			reply_err(c, EOPNOTSUPP, "app=%u (%s) cannot switch", a->id, a->name);
+			return;
+		}
+		if (!a->auto_mode) {
+			a->auto_mode = true;
+			a->auto_high = a->auto_high ? a->auto_high : S.auto_high;
+			a->auto_low = a->auto_low ? a->auto_low : S.auto_low;
+			a->auto_dwell_ms = a->auto_dwell_ms ? a->auto_dwell_ms : S.auto_dwell_ms;
+			a->above_ms = a->below_ms = 0;
+			ld_log("app=%u name=%s: policy auto (high=%u low=%u dwell_ms=%u) by pid=%d",
+			       a->id, a->name, a->auto_high, a->auto_low, a->auto_dwell_ms,
+			       (int)c->pid);
+		}
+		send_reply(c, "errno=0\n", 8, NULL, 0);
+		return;
+	}
+	if (!mode || (strcmp(mode, "direct") && strcmp(mode, "indirect"))) {
+		reply_err(c, EINVAL, "switch needs mode=direct, mode=indirect or mode=auto");
+		return;
+	}
+	snprintf(why, sizeof(why), "command:pid=%d", (int)c->pid);
+	e = sw_start(a, !strcmp(mode, "indirect"), why, msg, sizeof(msg));
+	if (e) {
+		reply_err(c, -e, "%s", msg);
+		return;
+	}
+	/* A command pins the application: the policy leaves it alone. */
+	if (a->auto_mode)
+		ld_log("app=%u name=%s: policy manual (switched by command)", a->id, a->name);
+	a->auto_mode = false;
+	send_reply(c, "errno=0\n", 8, NULL, 0);
+}
+
+/* The runtime's side of a switch: switched, switch_failed, switch_drained,
+ * switch_want (ctl.h), on the lease connection. */
+static void cmd_switch_event(struct conn *c, const char *cmd, const struct kv *req)
+{
+	struct app *a = c->app;
+	const char *mode = kv_get(req, "mode");
+	char msg[600];
+
+	if (!a || !a->switchable) {
+		reply_err(c, EINVAL, "%s is sent on a switchable lease", cmd);
+		return;
+	}
+	send_reply(c, "errno=0\n", 8, NULL, 0);
+	if (!strcmp(cmd, "switch_want")) {
+		const char *why = kv_get(req, "reason");
+		char reason[64];
+
+		snprintf(reason, sizeof(reason), "runtime:%.40s", why ? why : "asked");
+		if (mode && !strcmp(mode, "indirect") && sw_start(a, true, reason, msg, sizeof(msg)))
+			ld_log("app=%u: its request to move to indirect mode failed: %s", a->id, msg);
+		return;
+	}
+	if (a->sw == SW_IDLE) {
+		ld_log("app=%u: %s while no switch is under way (ignored)", a->id, cmd);
+		return;
+	}
+	if (!strcmp(cmd, "switched")) {
+		a->indirect = a->sw_to_indirect;
+		a->sw = SW_DRAINING;
+		a->mode_since_ms = now_ms();
+		a->switches++;
+		a->above_ms = a->below_ms = 0;
+		ld_log("app=%u name=%s: now in %s mode; the old path drains", a->id, a->name,
+		       a->indirect ? "indirect" : "direct");
+	} else if (!strcmp(cmd, "switch_failed")) {
+		const char *e = kv_get(req, "error");
+
+		ld_log("error: app=%u name=%s: the switch to %s mode failed in the application: %s",
+		       a->id, a->name, a->sw_to_indirect ? "indirect" : "direct", e ? e : "?");
+		if (a->sw_to_indirect)
+			ind_detach(a->ind);
+		else
+			sw_vf_release(a);
+		a->sw = SW_IDLE;
+		snprintf(a->mode_why, sizeof(a->mode_why), "switch-failed");
+	} else if (a->sw == SW_DRAINING) {   /* switch_drained */
+		if (a->indirect)
+			sw_vf_release(a);
+		else
+			ind_detach(a->ind);
+		a->sw = SW_IDLE;
+		ld_log("app=%u name=%s: the old path is drained and released", a->id, a->name);
+		if (a->sw_queued) {
+			bool to_indirect = a->sw_queued == 2;
+
+			a->sw_queued = 0;
+			if (sw_start(a, to_indirect, a->sw_queued_why, msg, sizeof(msg)) &&
+			    a->indirect != to_indirect)
+				ld_log("error: app=%u: the queued switch to %s mode failed: %s", a->id,
+				       to_indirect ? "indirect" : "direct", msg);
+		}
+	}
+}
+
+/* Every POLICY_TICK_MS: failed VF links, and the auto policy. */
+static void on_policy(void)
+{
+	uint64_t ticks, now = now_ms();
+	struct app *want = NULL, *victim = NULL;
+	char why[96], msg[600];
+
+	while (read(S.policy_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+		;
+	for (struct app *a = S.apps; a; a = a->next) {
+		uint64_t pkts, dt;
+
+		if (a->dead || !a->switchable || !a->region)
+			continue;
+		if (a->sw == SW_IDLE && a->sw_queued) {
+			bool to_indirect = a->sw_queued == 2;
+
+			a->sw_queued = 0;
+			if (sw_start(a, to_indirect, a->sw_queued_why, msg, sizeof(msg)) &&
+			    a->indirect != to_indirect)
+				ld_log("error: app=%u: the switch to %s mode failed: %s", a->id,
+				       to_indirect ? "indirect" : "direct", msg);
+			continue;
+		}
+		if (a->sw == SW_IDLE && !a->indirect && a->vf >= 0 && !vf_link_ok(a->vf)) {
+			snprintf(why, sizeof(why), "vf-link-down:%s", vf_name(a->vf));
+			if (sw_start(a, true, why, msg, sizeof(msg)))
+				ld_log("app=%u: %s is down and the move to indirect failed: %s", a->id,
+				       vf_name(a->vf), msg);
+			continue;
+		}
+		pkts = rd64(&a->region->rx_packets) + rd64(&a->region->tx_packets);
+		dt = now - a->rate_ms;
+		if (a->rate_ms && dt > 0 && pkts >= a->rate_pkts) {
+			uint64_t inst = (pkts - a->rate_pkts) * 1000 / dt;
+
+			/* Half the weight on the last tick: about a second of memory. */
+			a->rate_pps = (a->rate_pps + inst) / 2;
+		}
+		a->rate_pkts = pkts;
+		a->rate_ms = now;
+		if (!a->auto_mode || a->sw != SW_IDLE)
+			continue;
+		if (a->indirect) {
+			a->above_ms = a->rate_pps >= a->auto_high ? (a->above_ms ? a->above_ms : now) : 0;
+			if (a->above_ms && now - a->above_ms >= a->auto_dwell_ms &&
+			    now - a->mode_since_ms >= a->auto_dwell_ms &&
+			    (!want || a->rate_pps > want->rate_pps))
+				want = a;
+		} else {
+			a->below_ms = a->rate_pps <= a->auto_low ? (a->below_ms ? a->below_ms : now) : 0;
+			if (a->below_ms && now - a->below_ms >= a->auto_dwell_ms &&
+			    now - a->mode_since_ms >= a->auto_dwell_ms) {
+				snprintf(why, sizeof(why), "policy:%llupps<=low=%u",
+					 (unsigned long long)a->rate_pps, a->auto_low);
+				if (sw_start(a, true, why, msg, sizeof(msg)))
+					ld_log("app=%u: policy move to indirect failed: %s", a->id, msg);
+				continue;
+			}
+			if (now - a->mode_since_ms >= a->auto_dwell_ms &&
+			    (!victim || a->rate_pps < victim->rate_pps))
+				victim = a;
+		}
+	}
+	if (!want)
+		return;
+	if (vf_pool_next_free(&S.vfs, 0) >= 0) {
+		snprintf(why, sizeof(why), "policy:%llupps>=high=%u",
+			 (unsigned long long)want->rate_pps, want->auto_high);
+		/* A VF just released may still be busy: the next tick retries. */
+		if (sw_start(want, false, why, msg, sizeof(msg)) && want->switches == 0)
+			ld_log("app=%u: policy move to direct failed: %s", want->id, msg);
+		return;
+	}
+	/* No VF free: the quietest auto application in direct mode gives its
+	 * VF back if the busy one has clearly more traffic (twice: no
+	 * ping-pong between two similar loads). */
+	if (victim && victim->rate_pps * 2 < want->rate_pps) {
+		snprintf(why, sizeof(why), "arbitration:app=%u_needs_it(%llupps>%llupps)", want->id,
+			 (unsigned long long)want->rate_pps, (unsigned long long)victim->rate_pps);
+		if (sw_start(victim, true, why, msg, sizeof(msg)))
+			ld_log("app=%u: giving its VF back failed: %s", victim->id, msg);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* ps, status, shutdown                                                */
+
 
 /* The app whose lease's client end is socket inode ino, or NULL. */
 static struct app *app_by_peer_ino(unsigned long ino)
@@ -1181,7 +1720,7 @@ static size_t ps_line(const struct app *a, char *buf, size_t len)
 	}
 	proto_fmt_ports(snap, nports, ports, sizeof(ports));
 	/* tag p: an indirect application's ports are the ones netd steers to it. */
-	if (a->ind)
+	if (a->ind && a->indirect)
 		ind_fmt_ports(a->ind, ports, sizeof(ports));
 	if (!a->peer_ino) {
 		snprintf(holders, sizeof(holders), "?");
@@ -1195,14 +1734,29 @@ static size_t ps_line(const struct app *a, char *buf, size_t len)
 			used += (size_t)snprintf(holders + used, sizeof(holders) - used, "%s%d",
 						 i ? "," : "", (int)a->holders[i]);
 	}
+	if (a->indirect) {
+		uint8_t m[6];
+
+		netd_sup_mac(m);
+		proto_fmt_mac(m, mac);
+	} else {
+		proto_fmt_mac(a->dev.mac, mac);
+	}
 	n = snprintf(buf, len,
 		     "app=%u name=%s pid=%d alive=%d holders=%s mode=%s ip=%s mac=%s vf=%s "
-		     "backend=%s rx_packets=%llu rx_bytes=%llu tx_packets=%llu tx_bytes=%llu "
+		     "backend=%s policy=%s switching=%s mode_since_ms=%llu mode_why=%s switches=%u "
+		     "rate_pps=%llu rx_packets=%llu rx_bytes=%llu tx_packets=%llu tx_bytes=%llu "
 		     "ports=%s\n",
 		     a->id, a->name, (int)a->pid, a->alive ? 1 : 0, holders,
-		     a->ind ? "indirect" : "direct", ip_fmt(a->ip, ip),
-		     proto_fmt_mac(a->dev.mac, mac), a->ind ? "-" : vf_name(a->vf),
-		     a->ind ? "shm" : proto_backend_name(a->dev.backend),
+		     a->indirect ? "indirect" : "direct", ip_fmt(a->ip, ip), mac,
+		     a->vf >= 0 ? vf_name(a->vf) : "-",
+		     a->indirect ? "shm" : proto_backend_name(a->dev.backend),
+		     a->auto_mode ? "auto" : a->switchable ? "manual" : "fixed",
+		     a->sw == SW_ORDERED ? (a->sw_to_indirect ? "to-indirect" : "to-direct") :
+		     a->sw == SW_DRAINING ? "draining" :
+		     a->sw_queued ? (a->sw_queued == 2 ? "queued-indirect" : "queued-direct") : "-",
+		     (unsigned long long)(now_ms() - a->mode_since_ms), a->mode_why, a->switches,
+		     (unsigned long long)a->rate_pps,
 		     (unsigned long long)rd64(&r->rx_packets), (unsigned long long)rd64(&r->rx_bytes),
 		     (unsigned long long)rd64(&r->tx_packets), (unsigned long long)rd64(&r->tx_bytes),
 		     ports);
@@ -1371,14 +1925,80 @@ static void cmd_stats(struct conn *c)
 {
 	char err[512];
 	int n = netd_sup_stats(S.out, sizeof(S.out), err, sizeof(err));
+	size_t used;
 
 	if (n < 0) {
 		reply_err(c, -n, "%s", err);
 		return;
 	}
-	send_reply(c, S.out, (size_t)n, NULL, 0);
+	/* Mode switching (issue 6): one "switch=<id>" line per switchable
+	 * application, inserted before the final errno= line. */
+	used = (size_t)n;
+	if (used > 0 && used < sizeof(S.out)) {
+		char *tail = strstr(S.out, "errno=");
+		char keep[64];
+
+		while (tail && tail != S.out && tail[-1] != '\n')
+			tail = strstr(tail + 1, "errno=");
+		if (tail && strlen(tail) < sizeof(keep)) {
+			snprintf(keep, sizeof(keep), "%s", tail);
+			used = (size_t)(tail - S.out);
+			for (struct app *a = S.apps; a; a = a->next) {
+				int k;
+
+				if (a->dead || !a->switchable)
+					continue;
+				k = snprintf(S.out + used, sizeof(S.out) - used,
+					     "switch=%u name=%s mode=%s policy=%s mode_since_ms=%llu "
+					     "mode_why=%s switches=%u rate_pps=%llu vf=%s\n", a->id,
+					     a->name, a->indirect ? "indirect" : "direct",
+					     a->auto_mode ? "auto" : "manual",
+					     (unsigned long long)(now_ms() - a->mode_since_ms),
+					     a->mode_why, a->switches, (unsigned long long)a->rate_pps,
+					     a->vf >= 0 ? vf_name(a->vf) : "-");
+				if (k < 0 || (size_t)k >= sizeof(S.out) - used - sizeof(keep))
+					break;
+				used += (size_t)k;
+			}
+			used += (size_t)snprintf(S.out + used, sizeof(S.out) - used, "%s", keep);
+		}
+	}
+	send_reply(c, S.out, used, NULL, 0);
 }
 /* ---- end: stats ---- */
+
+/* ---- begin: netd restart and live upgrade (tag r) ---- */
+/* "netd op=restart|upgrade [path=P]": root only, like shutdown. */
+static void cmd_netd(struct conn *c, const struct kv *req)
+{
+	const char *op = kv_get(req, "op"), *path = kv_get(req, "path");
+	char msg[600];
+	int e;
+
+	if (c->uid != 0 && c->uid != geteuid()) {
+		reply_err(c, EPERM, "only root may restart or upgrade the network server");
+		return;
+	}
+	if (!op || (strcmp(op, "restart") && strcmp(op, "upgrade"))) {
+		reply_err(c, EINVAL, "netd needs op=restart or op=upgrade");
+		return;
+	}
+	if (path && (!*path || *path != '/')) {
+		reply_err(c, EINVAL, "path= must be absolute");
+		return;
+	}
+	ld_log("netd %s requested by pid=%d uid=%u%s%s", op, (int)c->pid, (unsigned)c->uid,
+	       path ? " path=" : "", path ? path : "");
+	e = netd_sup_upgrade(!strcmp(op, "upgrade") ? path : NULL, msg, sizeof(msg));
+	if (e) {
+		reply_err(c, -e, "%s", msg);
+		return;
+	}
+	/* Read as the rest of its line, like error= (kv.h). */
+	snprintf(S.out, sizeof(S.out), "message=%s\nerrno=0\n", msg);
+	send_reply(c, S.out, strlen(S.out), NULL, 0);
+}
+/* ---- end: netd restart and live upgrade ---- */
 
 static void cmd_shutdown(struct conn *c)
 {
@@ -1429,11 +2049,18 @@ static void handle_request(struct conn *c, const char *text, size_t len)
 		cmd_handover(c, &req);
 	else if (!strcmp(cmd, "stats"))       /* tag s */
 		cmd_stats(c);
+	else if (!strcmp(cmd, "netd"))        /* tag r */
+		cmd_netd(c, &req);
 	else if (!strcmp(cmd, "port"))        /* tag p */
 		cmd_port(c, &req);
+	else if (!strcmp(cmd, "switch"))      /* issue 6 */
+		cmd_switch(c, &req);
+	else if (!strcmp(cmd, "switched") || !strcmp(cmd, "switch_failed") ||
+		 !strcmp(cmd, "switch_drained") || !strcmp(cmd, "switch_want"))
+		cmd_switch_event(c, cmd, &req);
 	else
 		reply_err(c, EINVAL, "unknown command '%.40s' (register, port, ps, status, stats, "
-			  "shutdown, handover)", cmd);
+			  "shutdown, handover, switch)", cmd);
 	kv_free(&req);
 }
 
@@ -1665,6 +2292,7 @@ static int server_setup(const struct ld_config *cfg, int listen_fd)
 	S.listen_fd = listen_fd;
 	S.sig_fd = -1;
 	S.timer_fd = -1;
+	S.policy_fd = -1;
 	S.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (S.epfd < 0)
 		return -errno;
@@ -1680,6 +2308,22 @@ static int server_setup(const struct ld_config *cfg, int listen_fd)
 	S.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (S.timer_fd < 0)
 		return -errno;
+	S.policy_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (S.policy_fd < 0)
+		return -errno;
+	{
+		struct itimerspec its = {
+			.it_value.tv_nsec = POLICY_TICK_MS * 1000000L,
+			.it_interval.tv_nsec = POLICY_TICK_MS * 1000000L,
+		};
+
+		if (timerfd_settime(S.policy_fd, 0, &its, NULL) < 0)
+			return -errno;
+	}
+	/* main.c filled in the defaults (--auto-*, the config file). */
+	S.auto_high = cfg->auto_high;
+	S.auto_low = cfg->auto_low;
+	S.auto_dwell_ms = cfg->auto_dwell_ms;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -1702,6 +2346,10 @@ static int server_setup(const struct ld_config *cfg, int listen_fd)
 	S.timer_ev.kind = EV_TIMER;
 	ev.data.ptr = &S.timer_ev;
 	if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, S.timer_fd, &ev) < 0)
+		return -errno;
+	S.policy_ev.kind = EV_POLICY;
+	ev.data.ptr = &S.policy_ev;
+	if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, S.policy_fd, &ev) < 0)
 		return -errno;
 	/* netd supervision (tag s): its pidfd and timer behind one descriptor. */
 	if (netd_sup_fd() >= 0) {
@@ -1732,6 +2380,9 @@ static void server_teardown(void)
 	if (S.timer_fd >= 0)
 		close(S.timer_fd);
 	S.timer_fd = -1;
+	if (S.policy_fd >= 0)
+		close(S.policy_fd);
+	S.policy_fd = -1;
 	free(S.vf_released_ms);
 	S.vf_released_ms = NULL;
 	if (S.epfd >= 0)
@@ -1783,6 +2434,9 @@ int server_run(const struct ld_config *cfg, int listen_fd)
 				break;
 			case EV_NETD:        /* tag s */
 				netd_sup_on_event();
+				break;
+			case EV_POLICY:
+				on_policy();
 				break;
 			case EV_PIDFD: {
 				struct app *a = e->owner;

@@ -26,9 +26,10 @@
 
 /* Busy rounds between two looks at the control socket. */
 #define CTL_EVERY 64
-/* Idle spinning before sleeping, and the longest sleep. */
+/* Idle spinning before sleeping, and the longest sleep: an idle netd still
+ * beats its heartbeat every NETD_HEARTBEAT_MS, so it is never taken for hung. */
 #define SPIN_NS 50000
-#define SLEEP_MS 200
+#define SLEEP_MS NETD_HEARTBEAT_MS
 
 /* Control messages are rare: one static buffer each way, no allocation. */
 static char msg_in[NETD_MSG_MAX];
@@ -108,13 +109,27 @@ static void nic_close(struct netd_nic *x)
 			munmap(x->map[i], x->maplen[i]);
 	if (x->umem)
 		munmap(x->umem, x->umem_size);
+	if (x->sh)
+		munmap(x->sh, x->sh_len);
 	free(x->free_frames);
 	if (x->xsk_fd >= 0)
 		close(x->xsk_fd);
 	if (x->umem_fd >= 0)
 		close(x->umem_fd);
+	if (x->sh_fd >= 0)
+		close(x->sh_fd);
 	memset(x, 0, sizeof(*x));
-	x->xsk_fd = x->umem_fd = -1;
+	x->xsk_fd = x->umem_fd = x->sh_fd = -1;
+}
+
+/* The heartbeat the supervisor watches (netd.h): one relaxed store per turn. */
+static void heartbeat(struct netd *n)
+{
+	struct netd_shared *sh = n->nic.sh;
+
+	if (sh != NULL)
+		__atomic_store_n(&sh->heartbeat, __atomic_load_n(&sh->heartbeat, __ATOMIC_RELAXED) + 1,
+				 __ATOMIC_RELAXED);
 }
 
 static bool is_pow2(unsigned long v)
@@ -135,7 +150,7 @@ static int cmd_nic(struct netd *n, const struct kv *kv, const int *fds, int nfds
 
 	if (x->up)
 		return *why = "nic_already_set", -EEXIST;
-	if (nfds != 2)
+	if (nfds != 2 && nfds != 3)
 		return *why = "nic_needs_xsk_and_umem_fds", -EINVAL;
 	if (ifname == NULL || strlen(ifname) >= sizeof(x->ifname) ||
 	    parse_mac(kv_get(kv, "mac"), x->mac) ||
@@ -153,6 +168,7 @@ static int cmd_nic(struct netd *n, const struct kv *kv, const int *fds, int nfds
 		return *why = "not_an_xsk", -errno;
 	x->xsk_fd = -1;
 	x->umem_fd = -1;
+	x->sh_fd = -1;
 	snprintf(x->ifname, sizeof(x->ifname), "%s", ifname);
 	x->umem_size = umem_size;
 	x->frame_size = (uint32_t)frame_size;
@@ -183,9 +199,29 @@ static int cmd_nic(struct netd *n, const struct kv *kv, const int *fds, int nfds
 	q_init(&x->comp, x->map[1], &off.cr, (uint32_t)ring_size);
 	q_init(&x->rx, x->map[2], &off.rx, (uint32_t)ring_size);
 	q_init(&x->tx, x->map[3], &off.tx, (uint32_t)ring_size);
-	/* netd owns every UMEM frame only if nobody has used the rings. */
-	if (x->fill.cached_prod || x->comp.cached_prod || x->rx.cached_prod ||
-	    x->tx.cached_prod) {
+	if (nfds == 3) {
+		/* The NIC state the supervisor keeps across netds (netd.h). */
+		if (fstat(fds[2], &st) < 0 ||
+		    (size_t)st.st_size < netd_shared_size(x->nframes)) {
+			err = -EINVAL;
+			*why = "state_too_small";
+			goto fail;
+		}
+		x->sh_len = netd_shared_size(x->nframes);
+		x->sh = mmap(NULL, x->sh_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+			     fds[2], 0);
+		if (x->sh == MAP_FAILED) {
+			x->sh = NULL;
+			err = -errno;
+			*why = "state_mmap";
+			goto fail;
+		}
+	}
+	x->adopted = x->fill.cached_prod || x->comp.cached_prod || x->rx.cached_prod ||
+		     x->tx.cached_prod;
+	/* Used rings: only with the state of who held which frame. */
+	if (x->adopted && (x->sh == NULL || x->sh->magic != NETD_SHARED_MAGIC ||
+			   x->sh->nframes != x->nframes)) {
 		err = -EBUSY;
 		*why = "rings_in_use";
 		goto fail;
@@ -196,27 +232,55 @@ static int cmd_nic(struct netd *n, const struct kv *kv, const int *fds, int nfds
 		*why = "no_memory";
 		goto fail;
 	}
-	nfill = x->nframes / 2;
-	if (nfill > ring_size)
-		nfill = (uint32_t)ring_size;
-	xsk_q_reserve(&x->fill, nfill, &idx);
-	for (i = 0; i < nfill; i++)
-		*xsk_q_addr(&x->fill, idx + i) = (uint64_t)i * x->frame_size;
-	xsk_q_submit(&x->fill);
-	for (i = x->nframes; i > nfill; i--)
-		x->free_frames[x->nfree++] = (uint64_t)(i - 1) * x->frame_size;
-	err = epoll_add(n, fds[0], EPOLLIN, TAG_XSK);
+	if (x->adopted) {
+		n->st.adopt_reclaimed = netd_nic_adopt(x);
+	} else {
+		nfill = x->nframes / 2;
+		if (nfill > ring_size)
+			nfill = (uint32_t)ring_size;
+		xsk_q_reserve(&x->fill, nfill, &idx);
+		for (i = 0; i < nfill; i++) {
+			*xsk_q_addr(&x->fill, idx + i) = (uint64_t)i * x->frame_size;
+			netd_frame_mark(x, (uint64_t)i * x->frame_size, NETD_FRAME_RX);
+		}
+		xsk_q_submit(&x->fill);
+		for (i = x->nframes; i > nfill; i--) {
+			x->free_frames[x->nfree++] = (uint64_t)(i - 1) * x->frame_size;
+			netd_frame_mark(x, (uint64_t)(i - 1) * x->frame_size, NETD_FRAME_FREE);
+		}
+		if (x->sh != NULL) {
+			x->sh->nframes = x->nframes;
+			__atomic_store_n(&x->sh->magic, NETD_SHARED_MAGIC, __ATOMIC_RELEASE);
+		}
+	}
+	if (x->sh != NULL)
+		x->sh->pid = (uint32_t)getpid();
+	/*
+	 * hold=1: touch no ring until `start`, so that a successor does not
+	 * answer frames for applications it has not been given yet (a SYN to
+	 * a port whose owner is not added would get a RST).
+	 */
+	n->held = kv_get(kv, "hold") && !strcmp(kv_get(kv, "hold"), "1");
+	err = n->held ? 0 : epoll_add(n, fds[0], EPOLLIN, TAG_XSK);
 	if (err) {
 		*why = "epoll";
 		goto fail;
 	}
 	x->xsk_fd = fds[0];
 	x->umem_fd = fds[1];
+	x->sh_fd = nfds == 3 ? fds[2] : -1;
 	x->up = true;
+	/* A clean handover left every ring index exact: nothing to resync. */
+	n->took_over = x->adopted && kv_get(kv, "handover") && !strcmp(kv_get(kv, "handover"), "1");
+	if (x->adopted) {
+		/* Whatever the predecessor queued: make the kernel look. */
+		x->tx_kick = true;
+		(void)recvfrom(x->xsk_fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+	}
 	return 0;
 fail:
 	/* The descriptors stay the caller's: ctl_handle() closes them. */
-	x->xsk_fd = x->umem_fd = -1;
+	x->xsk_fd = x->umem_fd = x->sh_fd = -1;
 	nic_close(x);
 	return err;
 }
@@ -382,7 +446,14 @@ static int cmd_app_add(struct netd *n, const struct kv *kv, const int *fds, int 
 	a->va.owns_port = netd_owns_port;
 	a->va.owns_port_ctx = n;
 	a->va.frags = &n->tx_frags;
-	ring_region_new_generation(a->mem);
+	/*
+	 * A new generation tells the runtime to resynchronise (take back the
+	 * frames a dead netd held).  After a clean handover the predecessor
+	 * held none and every index is exact, so the generation stays: the
+	 * resync would only race with us for nothing.
+	 */
+	if (!n->took_over)
+		ring_region_new_generation(a->mem);
 	__atomic_or_fetch(&((struct ring_region_hdr *)a->mem)->flags, RING_REGION_F_NETD_UP,
 			  __ATOMIC_RELEASE);
 	a->used = true;
@@ -392,8 +463,10 @@ static int cmd_app_add(struct netd *n, const struct kv *kv, const int *fds, int 
 static void app_release(struct netd *n, struct netd_app *a)
 {
 	epoll_ctl(n->epfd, EPOLL_CTL_DEL, a->efd_netd, NULL);
-	__atomic_and_fetch(&((struct ring_region_hdr *)a->mem)->flags, ~RING_REGION_F_NETD_UP,
-			   __ATOMIC_RELEASE);
+	/* After a handover the region is the successor's: leave its flag. */
+	if (!n->handed_over)
+		__atomic_and_fetch(&((struct ring_region_hdr *)a->mem)->flags,
+				   ~RING_REGION_F_NETD_UP, __ATOMIC_RELEASE);
 	frag_forget_app(&n->rx_frags, a->id);
 	frag_forget_app(&n->tx_frags, a->id);
 	munmap(a->mem, a->maplen);
@@ -484,6 +557,27 @@ static void stats_global(const struct netd *n, struct kv_buf *b)
 	kv_buf_add(b, '\n', "icmp_ratelimited", "%llu", (unsigned long long)s->icmp_ratelimited);
 	kv_buf_add(b, '\n', "reply_no_frame", "%llu", (unsigned long long)s->reply_no_frame);
 	kv_buf_add(b, '\n', "sleeps", "%llu", (unsigned long long)s->sleeps);
+	kv_buf_add(b, '\n', "rx_delivered", "%llu", (unsigned long long)s->rx_delivered);
+	kv_buf_add(b, '\n', "rx_handled", "%llu", (unsigned long long)s->rx_handled);
+	kv_buf_add(b, '\n', "rx_dropped", "%llu", (unsigned long long)s->rx_dropped);
+	kv_buf_add(b, '\n', "adopted", "%d", n->nic.adopted ? 1 : 0);
+	kv_buf_add(b, '\n', "adopt_reclaimed", "%llu", (unsigned long long)s->adopt_reclaimed);
+	if (n->nic.up) {
+		struct xdp_statistics xs;
+		socklen_t xl = sizeof(xs);
+
+		/* The kernel's own drops on the PF's socket: frames lost before
+		 * netd could see them (these persist across netds on one XSK). */
+		if (getsockopt(n->nic.xsk_fd, SOL_XDP, XDP_STATISTICS, &xs, &xl) == 0) {
+			kv_buf_add(b, '\n', "xsk_rx_dropped", "%llu", (unsigned long long)xs.rx_dropped);
+			kv_buf_add(b, '\n', "xsk_rx_ring_full", "%llu",
+				   (unsigned long long)xs.rx_ring_full);
+			kv_buf_add(b, '\n', "xsk_fill_empty", "%llu",
+				   (unsigned long long)xs.rx_fill_ring_empty_descs);
+			kv_buf_add(b, '\n', "xsk_tx_invalid", "%llu",
+				   (unsigned long long)xs.tx_invalid_descs);
+		}
+	}
 	kv_buf_add(b, '\n', "reap_probes", "%llu", (unsigned long long)s->reap_probes);
 	kv_buf_add(b, '\n', "reap_no_neigh", "%llu", (unsigned long long)s->reap_no_neigh);
 }
@@ -579,13 +673,18 @@ static void stats_json(const struct netd *n, struct jbuf *j)
 	jb_add(j, "},\"rx_not_ours\":%llu,\"rx_no_port\":%llu,\"rx_unsupported\":%llu,"
 	       "\"rx_frag_miss\":%llu,\"rx_bad_desc\":%llu,\"arp_replies\":%llu,"
 	       "\"echo_replies\":%llu,\"rst_sent\":%llu,\"unreach_sent\":%llu,"
-	       "\"icmp_ratelimited\":%llu,\"reply_no_frame\":%llu,\"sleeps\":%llu,\"apps\":[",
+	       "\"icmp_ratelimited\":%llu,\"reply_no_frame\":%llu,\"sleeps\":%llu,"
+	       "\"rx_delivered\":%llu,\"rx_handled\":%llu,\"rx_dropped\":%llu,\"adopted\":%d,"
+	       "\"adopt_reclaimed\":%llu,\"apps\":[",
 	       (unsigned long long)s->rx_not_ours, (unsigned long long)s->rx_no_port,
 	       (unsigned long long)s->rx_unsupported, (unsigned long long)s->rx_frag_miss,
 	       (unsigned long long)s->rx_bad_desc, (unsigned long long)s->arp_replies,
 	       (unsigned long long)s->echo_replies, (unsigned long long)s->rst_sent,
 	       (unsigned long long)s->unreach_sent, (unsigned long long)s->icmp_ratelimited,
-	       (unsigned long long)s->reply_no_frame, (unsigned long long)s->sleeps);
+	       (unsigned long long)s->reply_no_frame, (unsigned long long)s->sleeps,
+	       (unsigned long long)s->rx_delivered, (unsigned long long)s->rx_handled,
+	       (unsigned long long)s->rx_dropped, n->nic.adopted ? 1 : 0,
+	       (unsigned long long)s->adopt_reclaimed);
 	sep = "";
 	for (i = 0; i < NETD_MAX_APPS; i++) {
 		const struct netd_app *a = &n->apps[i];
@@ -681,9 +780,47 @@ static int ctl_handle(struct netd *n)
 		goto reply;
 	}
 	cmd = kv.n > 0 ? kv.pair[0].key : "";
-	if (!strcmp(cmd, "nic")) {
+	if (n->handed_over && strcmp(cmd, "stats") && strcmp(cmd, "quit")) {
+		err = -EBUSY;
+		why = "handed_over";
+	} else if (!strcmp(cmd, "start")) {
+		if (!n->nic.up) {
+			err = -ENODEV, why = "no_nic_yet";
+		} else if (n->held) {
+			err = epoll_add(n, n->nic.xsk_fd, EPOLLIN, TAG_XSK);
+			if (err)
+				why = "epoll";
+			else
+				n->held = false;
+		}
+	} else if (!strcmp(cmd, "handover")) {
+		/*
+		 * We are between two rounds: every rx ring filled in the last
+		 * batch was published at its end (publish_rx), every completion
+		 * too (tx_app); flush the XSK tx ring, and from now on touch no
+		 * ring.  The full fence orders every ring and state-array store
+		 * before the reply the supervisor waits for.
+		 */
+		netd_flush(n);
+		n->handed_over = true;
+		/* Their readiness is the successor's business now: no wake-ups
+		 * (the XSK's is level-triggered and would keep us spinning). */
+		if (n->nic.up)
+			epoll_ctl(n->epfd, EPOLL_CTL_DEL, n->nic.xsk_fd, NULL);
+		for (i = 0; i < NETD_MAX_APPS; i++)
+			if (n->apps[i].used)
+				epoll_ctl(n->epfd, EPOLL_CTL_DEL, n->apps[i].efd_netd, NULL);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		cmd_stats(n, &b);
+		stats_json_dump(n);
+	} else if (!strcmp(cmd, "nic")) {
 		err = cmd_nic(n, &kv, fds, nfds, &why);
 		used_fds = !err;
+		if (!err) {
+			kv_buf_add(&b, '\n', "adopted", "%d", n->nic.adopted ? 1 : 0);
+			kv_buf_add(&b, '\n', "reclaimed", "%llu",
+				   (unsigned long long)n->st.adopt_reclaimed);
+		}
 	} else if (!strcmp(cmd, "porttab")) {
 		err = cmd_porttab(n, &kv, fds, nfds, &why);
 		used_fds = !err;
@@ -763,6 +900,7 @@ static int run(struct netd *n)
 	unsigned rounds = 0;
 
 	for (;;) {
+		heartbeat(n);
 		if (netd_poll(n) > 0) {
 			idle_since = 0;
 			if (++rounds % CTL_EVERY == 0 && !handle_events(n, 0))
@@ -845,7 +983,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	n->ctl_fd = (int)fd;
 	fcntl(n->ctl_fd, F_SETFD, FD_CLOEXEC);
-	n->nic.xsk_fd = n->nic.umem_fd = -1;
+	n->nic.xsk_fd = n->nic.umem_fd = n->nic.sh_fd = -1;
 	n->porttab_fd = -1;
 	frag_init(&n->rx_frags, 30000);
 	frag_init(&n->tx_frags, 30000);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -144,6 +145,7 @@ static void umem_put(struct netd *n, uint64_t addr)
 	/* Cannot overflow: every frame is either free, on a ring or in hand. */
 	if (x->nfree < x->nframes)
 		x->free_frames[x->nfree++] = addr;
+	netd_frame_mark(x, addr, NETD_FRAME_FREE);
 }
 
 /* Queue UMEM frame addr (len bytes) on the XSK tx ring; false (and the frame freed) if full. */
@@ -157,6 +159,9 @@ static bool xsk_send(struct netd *n, uint64_t addr, uint32_t len)
 		umem_put(n, addr);
 		return false;
 	}
+	/* Queued, not yet visible: a successor takes it back if the
+	 * producer never covered it (xsk_flush_tx() makes it TX). */
+	netd_frame_mark(x, addr, NETD_FRAME_TXQ);
 	d = xsk_q_desc(&x->tx, idx);
 	d->addr = addr;
 	d->len = len;
@@ -173,8 +178,20 @@ static void xsk_flush_tx(struct netd *n)
 	struct netd_nic *x = &n->nic;
 
 	if (x->tx_kick) {
+		/* Our own last store: nobody else writes the tx producer. */
+		uint32_t from = __atomic_load_n(x->tx.producer, __ATOMIC_RELAXED), i;
+
 		x->tx_kick = false;
 		xsk_q_submit(&x->tx);
+		/*
+		 * Published: from now on a frame may be the kernel's until its
+		 * completion.  Marked before the kick below; in copy mode the
+		 * kernel takes tx frames only from a kick, so none can be taken
+		 * and completed while still marked TXQ.
+		 */
+		if (x->sh != NULL)
+			for (i = from; i != x->tx.cached_prod; i++)
+				netd_frame_mark(x, xsk_q_desc(&x->tx, i)->addr, NETD_FRAME_TX);
 	}
 	/* Kick while the kernel has not taken everything: EAGAIN, EBUSY and
 	 * ENOBUFS mean it is busy and the frames stay queued for the next
@@ -194,7 +211,12 @@ static uint32_t xsk_reap(struct netd *n)
 	for (i = 0; i < got; i++) {
 		uint64_t a = *xsk_q_addr(&x->comp, idx + i);
 
-		umem_put(n, a - a % x->frame_size);
+		a -= a % x->frame_size;
+		/* After adopting the rings of a netd that died, a frame found on no
+		 * ring was taken back; its completion may still come: take it once. */
+		if (x->sh != NULL && netd_frame_state(x, a) != NETD_FRAME_TX)
+			continue;
+		umem_put(n, a);
 	}
 	if (got)
 		xsk_q_release(&x->comp);
@@ -391,22 +413,23 @@ static void reply_port_unreach(struct netd *n, const uint8_t *f, const struct cl
  * empty fill ring drops the frame for this application only: netd never
  * waits for one.
  */
-static void deliver(struct netd *n, struct netd_app *a, const uint8_t *f, uint32_t len)
+static bool deliver(struct netd *n, struct netd_app *a, const uint8_t *f, uint32_t len)
 {
 	struct ring_desc d;
 	uint32_t fidx, ridx;
 	struct ring_desc *rd;
 
+	(void)n;
 	if (ring_prod_free(&a->rx, 1) < 1 || ring_cons_peek(&a->fill, 1, &fidx) != 1) {
 		a->st.rx_ring_full++;
-		return;
+		return false;
 	}
 	ring_cons_read(&a->fill, fidx, &d);
 	/* The descriptor is our private copy now; the slot can go back. */
 	ring_cons_release(&a->fill, 1);
 	if (!ring_desc_valid(&a->hdr, &d) || d.len < len) {
 		a->st.rx_bad_fill++;
-		return;
+		return false;
 	}
 	memcpy(a->frames + d.offset, f, len);
 	ring_prod_reserve(&a->rx, 1, &ridx);
@@ -417,6 +440,7 @@ static void deliver(struct netd *n, struct netd_app *a, const uint8_t *f, uint32
 	a->rx_unsubmitted++;
 	a->st.rx_frames++;
 	a->st.rx_bytes += len;
+	return true;
 }
 
 /* Publish the rx rings filled in this batch and ring the doorbells asked for. */
@@ -454,15 +478,17 @@ static void publish_rx(struct netd *n)
 	}
 }
 
-/* Every application that has ip gets a copy (ARP). */
-static bool deliver_ip_all(struct netd *n, uint32_t ip, const uint8_t *f, uint32_t len)
+/* Every application that has ip gets a copy (ARP); *ok: at least one took it. */
+static bool deliver_ip_all(struct netd *n, uint32_t ip, const uint8_t *f, uint32_t len, bool *ok)
 {
 	struct netd_app *a;
 	unsigned i = 0;
 	bool any = false;
 
+	*ok = false;
 	while ((a = app_with_ip(n, ip, &i)) != NULL) {
-		deliver(n, a, f, len);
+		if (deliver(n, a, f, len))
+			*ok = true;
 		any = true;
 	}
 	return any;
@@ -568,12 +594,16 @@ bool netd_reap_probe(struct netd *n, uint32_t lip, uint16_t lport, uint32_t rip,
 	return true;
 }
 
-static void rx_one(struct netd *n, const uint8_t *f, uint32_t len)
+/* What became of a frame from the wire (the counter identity of netd.h). */
+enum rx_outcome { RX_DELIVERED, RX_HANDLED, RX_DROPPED };
+
+static enum rx_outcome rx_one(struct netd *n, const uint8_t *f, uint32_t len)
 {
 	struct classify_verdict v;
 	struct netd_app *a;
 	struct frag_key key;
 	uint32_t id;
+	bool ok;
 
 	n->st.rx_frames++;
 	n->st.rx_bytes += len;
@@ -585,24 +615,26 @@ static void rx_one(struct netd *n, const uint8_t *f, uint32_t len)
 	switch (v.kind) {
 	case CLASSIFY_MALFORMED:
 		n->st.rx_malformed[v.reason < CLASSIFY_REASON_COUNT ? v.reason : 0]++;
-		return;
+		return RX_DROPPED;
 	case CLASSIFY_ARP_REQUEST:
 		if (v.dst_class == CLASSIFY_MAC_MULTICAST ||
 		    (v.dst_class == CLASSIFY_MAC_UNICAST && !unicast_to_us(n, f, &v)) ||
 		    !serves_ip(n, v.arp_tpa)) {
 			n->st.rx_not_ours++;
-			return;
+			return RX_DROPPED;
 		}
 		reply_arp(n, &v);
 		/* The applications learn the requester's MAC from it. */
-		deliver_ip_all(n, v.arp_tpa, f, len);
-		return;
+		deliver_ip_all(n, v.arp_tpa, f, len, &ok);
+		return ok ? RX_DELIVERED : RX_HANDLED;
 	case CLASSIFY_ARP_REPLY:
 		if (v.dst_class == CLASSIFY_MAC_MULTICAST ||
 		    (v.dst_class == CLASSIFY_MAC_UNICAST && !unicast_to_us(n, f, &v)) ||
-		    !deliver_ip_all(n, v.arp_tpa, f, len))
+		    !deliver_ip_all(n, v.arp_tpa, f, len, &ok)) {
 			n->st.rx_not_ours++;
-		return;
+			return RX_DROPPED;
+		}
+		return ok ? RX_DELIVERED : RX_DROPPED;
 	default:
 		break;
 	}
@@ -610,20 +642,21 @@ static void rx_one(struct netd *n, const uint8_t *f, uint32_t len)
 	if (v.kind < CLASSIFY_IPV4_TCP || v.kind > CLASSIFY_IPV4_FRAGMENT ||
 	    v.kind == CLASSIFY_IPV4_OTHER) {
 		n->st.rx_unsupported++;
-		return;
+		return RX_DROPPED;
 	}
 	if (!unicast_to_us(n, f, &v) || !serves_ip(n, v.dst_ip)) {
 		n->st.rx_not_ours++;
-		return;
+		return RX_DROPPED;
 	}
 	switch (v.kind) {
 	case CLASSIFY_IPV4_ICMP_ECHO:
 		if (netd_fronts(n, v.dst_ip)) {
-			if (v.flags & CLASSIFY_F_FRAGMENT)
+			if (v.flags & CLASSIFY_F_FRAGMENT) {
 				n->st.rx_unsupported++;
-			else
-				reply_echo(n, f, &v);
-			return;
+				return RX_DROPPED;
+			}
+			reply_echo(n, f, &v);
+			return RX_HANDLED;
 		}
 		/* An application's own address answers itself. */
 		__attribute__((fallthrough));
@@ -646,7 +679,7 @@ static void rx_one(struct netd *n, const uint8_t *f, uint32_t len)
 				reply_rst(n, f, &v);
 			else if (v.kind == CLASSIFY_IPV4_UDP && v.dst_class == CLASSIFY_MAC_UNICAST)
 				reply_port_unreach(n, f, &v);
-			return;
+			return RX_DROPPED;
 		}
 		break;
 	default: /* CLASSIFY_IPV4_FRAGMENT: a later piece */
@@ -657,14 +690,13 @@ static void rx_one(struct netd *n, const uint8_t *f, uint32_t len)
 		if (frag_lookup(&n->rx_frags, &key, n->now_ms, &id, NULL) != FRAG_HIT ||
 		    (a = app_by_id(n, id)) == NULL) {
 			n->st.rx_frag_miss++;
-			return;
+			return RX_DROPPED;
 		}
-		deliver(n, a, f, len);
-		return;
+		return deliver(n, a, f, len) ? RX_DELIVERED : RX_DROPPED;
 	}
 	if (a == NULL) {
 		n->st.rx_not_ours++;
-		return;
+		return RX_DROPPED;
 	}
 	if (v.flags & CLASSIFY_F_FIRST) {
 		key.src_ip = v.src_ip;
@@ -673,7 +705,7 @@ static void rx_one(struct netd *n, const uint8_t *f, uint32_t len)
 		key.proto = v.proto;
 		frag_remember(&n->rx_frags, &key, a->id, v.l4_len, n->now_ms);
 	}
-	deliver(n, a, f, len);
+	return deliver(n, a, f, len) ? RX_DELIVERED : RX_DROPPED;
 }
 
 /* One RX batch from the wire; the frames go straight back to the fill ring. */
@@ -691,10 +723,22 @@ static uint32_t rx_batch(struct netd *n)
 
 		addrs[i] = addr - off;
 		if (addr >= x->umem_size || off + len > x->frame_size) {
+			n->st.rx_frames++;
 			n->st.rx_bad_desc++;
+			n->st.rx_dropped++;
 			continue;
 		}
-		rx_one(n, x->umem + addr, len);
+		switch (rx_one(n, x->umem + addr, len)) {
+		case RX_DELIVERED:
+			n->st.rx_delivered++;
+			break;
+		case RX_HANDLED:
+			n->st.rx_handled++;
+			break;
+		default:
+			n->st.rx_dropped++;
+			break;
+		}
 	}
 	if (got == 0)
 		return 0;
@@ -785,13 +829,116 @@ static uint32_t tx_app(struct netd *n, struct netd_app *a)
 	return got;
 }
 
+/* ---- adopting the rings of an earlier netd (restart, live upgrade) ---- */
+
+/* Mark the frames between two indices of an XSK ring as on that ring. */
+static void adopt_mark(const struct netd_nic *x, struct xsk_q *q, bool descs, uint32_t from,
+		       uint32_t to, uint8_t *on)
+{
+	uint32_t i, cnt = to - from;
+
+	if (cnt > q->size)
+		cnt = q->size;
+	for (i = 0; i < cnt; i++) {
+		uint64_t a = descs ? xsk_q_desc(q, from + i)->addr : *xsk_q_addr(q, from + i);
+
+		if (a < x->umem_size)
+			on[a / x->frame_size] = 1;
+	}
+}
+
+/*
+ * Take over rings an earlier netd used (it died, or handed over): the frames
+ * on the four rings stay where they are (the kernel's, or work for us), the
+ * rest come back from the state array.  FREE and RX frames on no ring are
+ * ours: an RX frame the kernel took from the fill ring is on the rx ring
+ * before the kernel publishes the fill ring's consumer (it submits rx first
+ * at its flush), so reading fill's consumer before rx's producer cannot miss
+ * one.  A TX frame on no ring may still be in the kernel, its completion not
+ * yet posted: it stays TX and comes back through the completion ring.  A
+ * frame marked TXQ was written on the tx ring but never published (the
+ * kernel cannot have it): taken back unless the producer covers it.
+ * Returns the frames taken back.
+ */
+uint32_t netd_nic_adopt(struct netd_nic *x)
+{
+	uint32_t fill_cons, rx_prod, tx_prod, tx_cons, comp_prod, i, reclaimed = 0;
+	uint8_t *on = calloc(x->nframes, 1);
+
+	if (on == NULL)
+		return 0;
+	/* Acquire, in this order (see above). */
+	fill_cons = __atomic_load_n(x->fill.consumer, __ATOMIC_ACQUIRE);
+	rx_prod = __atomic_load_n(x->rx.producer, __ATOMIC_ACQUIRE);
+	tx_cons = __atomic_load_n(x->tx.consumer, __ATOMIC_ACQUIRE);
+	comp_prod = __atomic_load_n(x->comp.producer, __ATOMIC_ACQUIRE);
+	tx_prod = x->tx.cached_prod;
+	adopt_mark(x, &x->fill, false, fill_cons, x->fill.cached_prod, on);
+	adopt_mark(x, &x->rx, true, x->rx.cached_cons, rx_prod, on);
+	adopt_mark(x, &x->tx, true, tx_cons, tx_prod, on);
+	adopt_mark(x, &x->comp, false, x->comp.cached_cons, comp_prod, on);
+	for (i = 0; i < x->nframes; i++) {
+		uint8_t st = x->sh->frame[i];
+
+		if (on[i]) {
+			/* Published before the death, marked TX or not. */
+			if (st == NETD_FRAME_TXQ)
+				x->sh->frame[i] = NETD_FRAME_TX;
+			continue;
+		}
+		/* Perhaps still in the kernel: its completion will bring it. */
+		if (st == NETD_FRAME_TX)
+			continue;
+		if (st != NETD_FRAME_FREE)
+			reclaimed++;
+		x->sh->frame[i] = NETD_FRAME_FREE;
+		x->free_frames[x->nfree++] = (uint64_t)i * x->frame_size;
+	}
+	free(on);
+	x->rx.cached_prod = rx_prod;
+	/*
+	 * Frames a dead netd held between the rx and the fill ring came back
+	 * as free frames: top the receive side up again to its usual share, so
+	 * the fill ring does not shrink with every crash.
+	 */
+	{
+		uint32_t target = x->nframes / 2, rxside, want, idx;
+
+		if (target > x->fill.size)
+			target = x->fill.size;
+		rxside = (x->fill.cached_prod - fill_cons) + (rx_prod - x->rx.cached_cons);
+		want = rxside < target ? target - rxside : 0;
+		if (want > x->nfree)
+			want = x->nfree;
+		want = xsk_q_reserve(&x->fill, want, &idx);
+		for (i = 0; i < want; i++) {
+			uint64_t a = x->free_frames[--x->nfree];
+
+			netd_frame_mark(x, a, NETD_FRAME_RX);
+			*xsk_q_addr(&x->fill, idx + i) = a;
+		}
+		if (want)
+			xsk_q_submit(&x->fill);
+	}
+	return reclaimed;
+}
+
+void netd_flush(struct netd *n)
+{
+	if (!n->nic.up || n->handed_over)
+		return;
+	publish_rx(n);
+	xsk_flush_tx(n);
+}
+
 int netd_poll(struct netd *n)
 {
 	struct netd_nic *x = &n->nic;
 	uint32_t moved = 0;
 	unsigned k;
 
-	if (!x->up)
+	/* After `handover` the rings belong to the successor. */
+	if (!x->up || n->handed_over || n->held)
 		return 0;
 	n->now_ms = mono_ms();
 	xsk_reap(n);
@@ -816,6 +963,8 @@ bool netd_prepare_sleep(struct netd *n)
 	bool can = true;
 	unsigned i;
 
+	if (n->handed_over || n->held)
+		return true;
 	for (i = 0; i < NETD_MAX_APPS; i++) {
 		struct netd_app *a = &n->apps[i];
 
@@ -838,6 +987,8 @@ void netd_end_sleep(struct netd *n)
 {
 	unsigned i;
 
+	if (n->handed_over || n->held)
+		return;
 	for (i = 0; i < NETD_MAX_APPS; i++)
 		if (n->apps[i].used)
 			ring_cons_end_sleep(&n->apps[i].tx);

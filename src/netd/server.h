@@ -63,6 +63,11 @@ struct netd_stats {
 	uint64_t reply_no_frame;     /* a reply dropped: no UMEM frame or tx slot */
 	uint64_t tx_frames, tx_bytes;
 	uint64_t sleeps;
+	/* Each frame of rx_frames lands in exactly one of these three (netd.h). */
+	uint64_t rx_delivered;       /* copied to at least one application */
+	uint64_t rx_handled;         /* answered or consumed by netd alone */
+	uint64_t rx_dropped;         /* every drop reason together */
+	uint64_t adopt_reclaimed;    /* frames taken back when adopting used rings */
 	uint64_t reap_probes;        /* SYNs sent to a dead application's peers */
 	uint64_t reap_no_neigh;      /* peers whose MAC netd had not seen */
 };
@@ -83,10 +88,34 @@ struct netd_nic {
 	uint64_t *free_frames;       /* UMEM frames netd may send from */
 	uint32_t nfree;
 	bool tx_kick;                /* tx entries submitted since the last kick */
+	/* The NIC state memfd (netd.h "struct netd_shared"), NULL without one. */
+	struct netd_shared *sh;
+	size_t sh_len;
+	int sh_fd;
+	bool adopted;                /* the rings were used before us */
 };
+
+/* Record who holds UMEM frame addr (netd.h, enum netd_frame_state). */
+static inline void netd_frame_mark(struct netd_nic *x, uint64_t addr, uint8_t st)
+{
+	if (x->sh != NULL && addr / x->frame_size < x->nframes)
+		/* Relaxed: a successor reads the array only after this netd is
+		 * dead or has answered `handover` (a full barrier). */
+		__atomic_store_n(&x->sh->frame[addr / x->frame_size], st, __ATOMIC_RELAXED);
+}
+
+static inline uint8_t netd_frame_state(const struct netd_nic *x, uint64_t addr)
+{
+	if (x->sh == NULL || addr / x->frame_size >= x->nframes)
+		return NETD_FRAME_UNKNOWN;
+	return __atomic_load_n(&x->sh->frame[addr / x->frame_size], __ATOMIC_RELAXED);
+}
 
 struct netd {
 	int ctl_fd, epfd;
+	bool handed_over;            /* after `handover`: the rings are not ours */
+	bool took_over;              /* `nic ... handover=1`: a predecessor handed over */
+	bool held;                   /* `nic ... hold=1` until `start`: rings untouched */
 	struct netd_nic nic;
 	bool have_porttab;
 	int porttab_fd;
@@ -120,6 +149,15 @@ struct netd {
  * (nothing arrived meanwhile); netd_end_sleep() clears the flags.
  */
 int netd_poll(struct netd *n);
+/*
+ * Adopt XSK rings an earlier netd used (x mapped, x->sh the state region
+ * with its magic, free_frames allocated and empty): rebuild the free list
+ * from the state region and the rings' indices, top the fill ring up.
+ * Returns the frames taken back from the dead netd's hands.
+ */
+uint32_t netd_nic_adopt(struct netd_nic *x);
+/* Publish every ring index netd holds back (rx rings, the XSK tx ring). */
+void netd_flush(struct netd *n);
 /*
  * An application died with TCP connections open (librettod's `reap`, after
  * it removed the application's ports): send each peer a SYN on the

@@ -49,20 +49,22 @@ expect 0 '--vfs N' "$L" help testbed up
 expect 0 '--json' "$L" help testbed status
 expect 0 '--nic PF' "$L" help up
 expect 0 '--foreground' "$L" help up
-for o in --mode --name --ip --vf --backend --print-lease; do
+for o in --mode --name --ip --vf --backend --print-lease --auto-high --auto-low --auto-dwell; do
 	expect 0 "$o" "$L" help run
 done
+expect 0 'usage: libretto switch' "$L" help switch
+expect 0 '--no-wait' "$L" help switch
 expect 0 '--json' "$L" help ps
 expect 0 '--json' "$L" help status
 
 # The help tells the truth about what is not there yet and what options mean.
 expect 0 '--mode indirect' "$L" help run
-expect 0 'auto is not' "$L" help run
+expect 0 '--mode auto +start indirect on a dedicated IP' "$L" help run
 expect 0 'afxdp \(default\)' "$L" help run
 expect 0 'default: the lowest' "$L" help run
 expect 0 'until the last of them exits' "$L" help run
-expect 0 'mode switching \(auto\) is not there yet' "$L" --help
-for col in PID ALIVE HOLDERS PORTS RX-PKTS; do
+expect 0 '`libretto switch` moves a running program' "$L" --help
+for col in PID ALIVE HOLDERS POLICY SWITCHING WHY PORTS RX-PKTS; do
 	expect 0 "^  $col" "$L" help ps
 done
 expect 0 'until its process has exited' "$L" help down
@@ -79,7 +81,10 @@ expect 2 "unknown namespace 'moon'" "$L" testbed exec moon -- true
 expect 2 'name the command' "$L" testbed exec peer --
 expect 2 'name the program' "$L" run
 expect 2 'name the program' "$L" run --
-expect 2 'mode auto is not available yet' "$L" run --mode auto -- true
+expect 2 '--auto-high, --auto-low and --auto-dwell need --mode auto' "$L" run --auto-high 5 -- true
+expect 2 'want a whole number' "$L" run --mode auto --auto-low x -- true
+expect 2 "unknown mode 'sideways'" "$L" switch web sideways
+expect 2 'name the application and the mode' "$L" switch web
 expect 2 "unknown mode 'sideways'" "$L" run --mode sideways -- true
 expect 2 "unknown backend 'dpdk'" "$L" run --backend dpdk -- true
 expect 2 '--ip wants an IPv4 address' "$L" run --ip 10.42.0 -- true

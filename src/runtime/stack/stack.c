@@ -25,6 +25,7 @@
 #include <netif/ethernet.h>
 
 #include "common/kv.h"
+#include "libretto/ctl.h"
 #include "ipx/real.h"
 #include "nic/nic.h"
 #include "stack/stack.h"
@@ -76,6 +77,30 @@ struct stack {
 	 * binds share one entry); under the core lock. */
 	unsigned port_refs[REGION_MAX_PORTS];
 	bool rx_error_reported;  /* under rx_lock */
+
+	/* Mode switching (docs/switching.md); the progress thread alone
+	 * writes these, except where noted. */
+	bool switchable;         /* the lease says switchable=1: claim ports in both modes */
+	struct nic old_nic;      /* the old path while it drains (ops NULL: none); under rx_lock */
+	int cur_fds[CTL_MAX_FDS], ncur_fds;   /* the current path's private descriptors */
+	int old_fds[CTL_MAX_FDS], nold_fds;
+	uint64_t switch_ns;      /* when the last swap happened */
+	atomic_uint_least64_t old_last_rx_ns;  /* last frame from the old path */
+	uint64_t garp_next_ns;   /* next gratuitous ARP while draining */
+	int garp_count;
+	char mode[16];           /* "direct" or "indirect" */
+	atomic_bool path_failed; /* the current path reported an error (rx thread) */
+	bool want_sent;          /* switch_want sent for this path */
+	bool ctl_dead;           /* librettod closed the lease connection */
+	pid_t ctl_hold_ppid;     /* a keeper: not ours while this parent lives */
+	bool keeper_drained;     /* a keeper dropped the old path: tell librettod */
+	uint64_t ctl_next_ns;    /* next look at the lease connection under load */
+	/* An order read by a thread that waited for a reply; under the core lock. */
+	struct {
+		bool pending;
+		char text[2048];
+		int fds[CTL_MAX_FDS], nfds;
+	} order;
 };
 
 static struct stack stack = {
@@ -294,6 +319,9 @@ struct rx_batch {
 	int n;
 	uint64_t bytes;
 	uint64_t drops;
+	/* The path the frames come from: during a switch the old one still
+	 * receives frames addressed to its own MAC, not to the netif's. */
+	const struct nic *nic;
 };
 
 static void stack_rx_frame(void *arg, const void *frame, size_t len)
@@ -302,13 +330,16 @@ static void stack_rx_frame(void *arg, const void *frame, size_t len)
 	const uint8_t *dst = frame;
 	struct pbuf *p;
 
-	if (len < STACK_ETH_HLEN || len > stack.nic.mtu + STACK_L2_MAX) {
+	if (len < STACK_ETH_HLEN || len > b->nic->mtu + STACK_L2_MAX) {
 		b->drops++;
 		return;
 	}
 	/* Unicast for another station (a bridge flooding, a promiscuous
-	 * port): a NIC filters these in hardware, so do we, silently. */
-	if (!(dst[0] & 1) && memcmp(dst, stack.nic.mac, 6) != 0)
+	 * port): a NIC filters these in hardware, so do we, silently.  The
+	 * MAC is the receiving path's: after a switch the peer sends to the
+	 * old MAC until it takes the gratuitous ARP, and the old path drains
+	 * exactly those frames. */
+	if (!(dst[0] & 1) && memcmp(dst, b->nic->mac, 6) != 0)
 		return;
 	/*
 	 * One copy, from the ring into a pbuf; this is the place for custom
@@ -405,8 +436,11 @@ static void stack_tw_recycle(struct pbuf *p)
 	}
 }
 
-/* One batch: the caller holds rx_lock, not the core lock. */
-static int stack_rx_batch(int budget)
+static uint64_t now_ns(void);
+
+/* One batch from n (the current path, or the old one while it drains):
+ * the caller holds rx_lock, not the core lock. */
+static int stack_rx_batch(struct nic *n, int budget)
 {
 	struct rx_batch b;
 	int got;
@@ -414,12 +448,17 @@ static int stack_rx_batch(int budget)
 	b.n = 0;
 	b.bytes = 0;
 	b.drops = 0;
+	b.nic = n;
 	if (budget > STACK_RX_BATCH)
 		budget = STACK_RX_BATCH;
-	got = nic_rx(&stack.nic, budget, stack_rx_frame, &b);
-	if (got < 0 && !stack.rx_error_reported) {
-		stack.rx_error_reported = true;
-		fprintf(stderr, "libretto: receive from the NIC failed: %s\n", strerror(-got));
+	got = nic_rx(n, budget, stack_rx_frame, &b);
+	if (got < 0 && n == &stack.nic) {
+		if (!stack.rx_error_reported) {
+			stack.rx_error_reported = true;
+			fprintf(stderr, "libretto: receive from the NIC failed: %s\n",
+				strerror(-got));
+		}
+		atomic_store(&stack.path_failed, true);
 	}
 	if (b.n > 0) {
 		stack_lock_batch();
@@ -457,11 +496,20 @@ static int stack_poll_rx(int budget, bool wait)
 	else if (pthread_mutex_trylock(&stack.rx_lock) != 0)
 		return 0; /* somebody else is receiving: they deliver the frames */
 	while (done < budget) {
-		int n = stack_rx_batch(budget - done);
+		int n = stack_rx_batch(&stack.nic, budget - done);
 
 		if (n <= 0)
 			break;
 		done += n;
+	}
+	if (stack.old_nic.ops != NULL) {
+		/* A switch's old path: what the peer still sends there. */
+		int n = stack_rx_batch(&stack.old_nic, STACK_RX_BATCH);
+
+		if (n > 0) {
+			atomic_store_explicit(&stack.old_last_rx_ns, now_ns(), memory_order_relaxed);
+			done += n;
+		}
 	}
 	pthread_mutex_unlock(&stack.rx_lock);
 	return done;
@@ -488,6 +536,7 @@ static uint64_t now_ns(void)
  * sleeping, so exit() in another thread never waits on it.
  */
 static void stack_claims_gc(void);
+static void stack_switch_service(bool readable);
 
 static void *stack_progress_main(void *arg)
 {
@@ -496,11 +545,12 @@ static void *stack_progress_main(void *arg)
 	bool warned = false;
 
 	while (!atomic_load_explicit(&stack.stopping, memory_order_relaxed)) {
-		struct pollfd pfd;
+		struct pollfd pfds[3];
 		uint64_t t0, spin;
 		int n;
 
 		stack_claims_gc();
+		stack_switch_service(false);
 		n = stack_poll_rx(STACK_RX_BATCH, true);
 		if (n > 0) {
 			last_rx = now_ns();
@@ -515,12 +565,21 @@ static void *stack_progress_main(void *arg)
 			last_rx = now_ns();
 			continue;
 		}
-		pfd.fd = nic_wait_fd(&stack.nic);
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		n = real.poll(&pfd, 1, STACK_SLEEP_MS);
+		pfds[0].fd = nic_wait_fd(&stack.nic);
+		pfds[0].events = POLLIN;
+		pfds[0].revents = 0;
+		/* librettod's orders, and the old path while a switch drains. */
+		pfds[1].fd = stack.ctl_dead ? -1 : stack.lease.ctl_fd;
+		pfds[1].events = POLLIN;
+		pfds[1].revents = 0;
+		pfds[2].fd = stack.old_nic.ops ? nic_wait_fd(&stack.old_nic) : -1;
+		pfds[2].events = POLLIN;
+		pfds[2].revents = 0;
+		n = real.poll(pfds, 3, STACK_SLEEP_MS);
+		if (n > 0 && pfds[1].revents)
+			stack_switch_service(true);
 		if ((n < 0 && errno != EINTR && errno != ENOMEM) ||
-		    (n > 0 && (pfd.revents & (POLLERR | POLLNVAL)))) {
+		    (n > 0 && (pfds[0].revents & (POLLERR | POLLNVAL)))) {
 			/*
 			 * A socket error (the next rx() reads and clears it),
 			 * the link going down, or worse.  Keep receiving, but
@@ -530,8 +589,10 @@ static void *stack_progress_main(void *arg)
 				warned = true;
 				fprintf(stderr, "libretto: the NIC's wait descriptor reports %s; "
 					"retrying\n", n < 0 ? strerror(errno) :
-					(pfd.revents & POLLNVAL) ? "that it is closed" : "an error");
+					(pfds[0].revents & POLLNVAL) ? "that it is closed" : "an error");
 			}
+			if (n > 0)
+				atomic_store(&stack.path_failed, true);
 			nanosleep(&backoff, NULL);
 		}
 	}
@@ -753,6 +814,9 @@ fail:
  * in the shared region.  Returns 0 or -ENETDOWN with the reason printed.
  */
 static int stack_lease_handover(pid_t pid);
+static int stack_ctl_call(const char *req, size_t len, char *rep, size_t cap);
+static void stack_switch_init(void);
+static void stack_switch_keeper(void);
 
 static int stack_claim_nic(void)
 {
@@ -793,6 +857,7 @@ static int stack_start_locked(void)
 		return err;
 	}
 	atomic_store(&stack.nic_ok, true);
+	stack_switch_init();
 
 	/* From here on lwIP runs; a failure leaves it running idle (it has no
 	 * interface, or one whose NIC is closed). */
@@ -868,13 +933,17 @@ void stack_keeper_abort(void)
 static int stack_lease_handover(pid_t pid)
 {
 	char req[64], rep[512];
-	int n;
+	int n, err;
 
 	if (stack.lease.ctl_fd < 0)
 		return -EBADF;
 	n = snprintf(req, sizeof(req), "handover\npid=%d\n", (int)pid);
-	if (ctl_send(stack.lease.ctl_fd, req, (size_t)n, NULL, 0) < 0 ||
-	    ctl_recv(stack.lease.ctl_fd, rep, sizeof(rep), NULL, NULL) < 0)
+	/* Under the stack lock (once it runs): the progress thread reads the
+	 * lease connection too (mode switching). */
+	stack_lock();
+	err = stack_ctl_call(req, (size_t)n, rep, sizeof(rep));
+	stack_unlock();
+	if (err < 0)
 		return -EIO;
 	return strstr(rep, "errno=0") != NULL ? 0 : -EPERM;
 }
@@ -916,6 +985,8 @@ int stack_keeper_child(void)
 	__atomic_store_n(&stack.region->owner_pid, (uint32_t)getpid(), __ATOMIC_RELEASE);
 	if (stack.nic.ops->fork_keep)
 		stack.nic.ops->fork_keep(&stack.nic, false);
+	stack.ctl_hold_ppid = getppid();
+	stack_switch_keeper();
 	atomic_store(&stack.stopping, false);
 	atomic_store(&stack.nic_ok, true);
 	sigfillset(&all);
@@ -934,7 +1005,7 @@ int stack_keeper_child(void)
 
 bool stack_indirect(void)
 {
-	return stack.leased && stack.lease.ops == &nic_shm_ops;
+	return stack.leased && (stack.lease.ops == &nic_shm_ops || stack.switchable);
 }
 
 /* Claimed (proto, port) pairs and how many sockets use each; under the
@@ -947,19 +1018,55 @@ static struct {
 } stack_claims[STACK_MAX_CLAIMS];
 static int stack_nclaims;
 
+/*
+ * One request on the lease connection and its reply, under the core lock
+ * (so requests never interleave).  librettod may have sent an order just
+ * before (ctl.h: its first key is order=): it is kept for the progress
+ * thread, and the reply is the next message.  0 or -errno.
+ */
+static int stack_ctl_call(const char *req, size_t len, char *rep, size_t cap)
+{
+	int fd = stack.lease.ctl_fd;
+
+	if (fd < 0 || stack.ctl_dead)
+		return -ENOTCONN;
+	if (ctl_send(fd, req, len, NULL, 0) < 0)
+		return -EIO;
+	for (;;) {
+		int fds[CTL_MAX_FDS], nfds = CTL_MAX_FDS;
+		int n = ctl_recv(fd, rep, cap, fds, &nfds);
+
+		if (n <= 0)
+			return -EIO;
+		if (strncmp(rep, "order=", 6) != 0) {
+			for (int i = 0; i < nfds; i++)
+				real.close(fds[i]);
+			return 0;
+		}
+		if (stack.order.pending || (size_t)n >= sizeof(stack.order.text)) {
+			fprintf(stderr, "libretto: an order from librettod was dropped (another "
+				"one is pending)\n");
+			for (int i = 0; i < nfds; i++)
+				real.close(fds[i]);
+			continue;
+		}
+		memcpy(stack.order.text, rep, (size_t)n + 1);
+		memcpy(stack.order.fds, fds, sizeof(int) * (size_t)nfds);
+		stack.order.nfds = nfds;
+		__atomic_store_n(&stack.order.pending, true, __ATOMIC_RELEASE);
+	}
+}
+
 /* One `port` request on the lease connection; 0 or -errno. */
 static int stack_port_rpc(const char *op, uint8_t proto, uint16_t port)
 {
 	char req[128], rep[512];
 	int n;
 
-	if (stack.lease.ctl_fd < 0)
-		return -ENOTCONN;
 	n = snprintf(req, sizeof(req), "port\nop=%s\nproto=%s\nport=%u\nip=any\n", op,
 		     proto == REGION_PROTO_TCP ? "tcp" : "udp", (unsigned)port);
-	if (ctl_send(stack.lease.ctl_fd, req, (size_t)n, NULL, 0) < 0 ||
-	    ctl_recv(stack.lease.ctl_fd, rep, sizeof(rep), NULL, NULL) < 0)
-		return -EIO;
+	if (stack_ctl_call(req, (size_t)n, rep, sizeof(rep)) < 0)
+		return stack.lease.ctl_fd < 0 ? -ENOTCONN : -EIO;
 	const char *e = strstr(rep, "errno=");
 
 	if (e == NULL)
@@ -1006,6 +1113,13 @@ int stack_port_claim(uint8_t proto, uint16_t *port)
 	if (stack_nclaims == STACK_MAX_CLAIMS)
 		return -ENOBUFS;
 	err = stack_port_rpc("add", proto, *port);
+	/*
+	 * In direct mode the claim only prepares a switch (the address is
+	 * ours alone): without librettod (it died or restarts) the socket
+	 * works on, unclaimed, as it would without switching.
+	 */
+	if ((err == -EIO || err == -ENOTCONN) && strcmp(stack.mode, "direct") == 0)
+		err = 0;
 	if (err < 0)
 		return err;
 	stack_claims[stack_nclaims].proto = proto;
@@ -1071,4 +1185,288 @@ static void stack_claims_gc(void)
 		stack_claims[i--] = stack_claims[--stack_nclaims];
 	}
 	stack_unlock();
+}
+
+/* ------------------------------------------------------- mode switching */
+
+/*
+ * librettod moves a switchable application between direct and indirect
+ * mode (docs/switching.md).  Its order comes on the lease connection and
+ * the progress thread carries it out: open the new path, swap it in under
+ * the receive and stack locks (lwIP and every connection stay as they are;
+ * only the netif's MAC changes), announce the new MAC with gratuitous ARP,
+ * and keep receiving from the old path until the peer's frames stop coming
+ * there, then close it and tell librettod, which frees it.
+ */
+/* The old path drains at least this long (the peer has the gratuitous
+ * ARPs of 0 and 50 ms by then; frames in flight take microseconds) ... */
+#define SWITCH_DRAIN_MIN_NS 400000000ull
+/* ... and until nothing came from it for this long. */
+#define SWITCH_DRAIN_IDLE_NS 200000000ull
+/* How often a busy progress thread (which never sleeps in poll) looks at
+ * the lease connection for orders. */
+#define SWITCH_CTL_PERIOD_NS 20000000ull
+
+static void stack_switch_init(void)
+{
+	const struct kv *kv = &stack.lease.kv;
+	const char *v = kv_get(kv, "switchable");
+
+	stack.switchable = v != NULL && strcmp(v, "1") == 0;
+	snprintf(stack.mode, sizeof(stack.mode), "%s",
+		 stack.lease.ops == &nic_shm_ops ? "indirect" : "direct");
+	/* The backend's descriptors: every *_fd but the region and the lease. */
+	stack.ncur_fds = 0;
+	for (int i = 0; i < kv->n && stack.ncur_fds < CTL_MAX_FDS; i++) {
+		const char *key = kv->pair[i].key;
+		size_t len = strlen(key);
+		unsigned long fd;
+
+		if (len <= 3 || strcmp(key + len - 3, "_fd") != 0 || !strcmp(key, "region_fd") ||
+		    !strcmp(key, "ctl_fd"))
+			continue;
+		if (kv_get_ulong(kv, key, &fd) == 0 && fd <= INT32_MAX)
+			stack.cur_fds[stack.ncur_fds++] = (int)fd;
+	}
+}
+
+/* A request to librettod about the switch; the reply only acknowledges. */
+static void stack_switch_tell(const char *text)
+{
+	char rep[256];
+
+	stack_lock();
+	if (stack_ctl_call(text, strlen(text), rep, sizeof(rep)) < 0 && !stack.ctl_dead)
+		fprintf(stderr, "libretto: could not tell librettod: %.40s...\n", text);
+	stack_unlock();
+}
+
+/* Read an order if one is waiting on the lease connection (or see that
+ * librettod closed it).  Without locks held. */
+static void stack_ctl_poll(void)
+{
+	struct pollfd p = { .fd = stack.lease.ctl_fd, .events = POLLIN };
+	char buf[sizeof(stack.order.text)];
+	int fds[CTL_MAX_FDS], nfds = CTL_MAX_FDS, n;
+
+	if (p.fd < 0 || stack.ctl_dead)
+		return;
+	/* A keeper leaves the lease connection to its parent until that has
+	 * told librettod about it (stack_keeper_parent) and exited. */
+	if (stack.ctl_hold_ppid && getppid() == stack.ctl_hold_ppid)
+		return;
+	stack.ctl_hold_ppid = 0;
+	if (real.poll(&p, 1, 0) <= 0)
+		return;
+	stack_lock();
+	/* Another thread may have read it meanwhile (stack_ctl_call). */
+	p.revents = 0;
+	if (stack.order.pending || real.poll(&p, 1, 0) <= 0)
+		goto out;
+	n = ctl_recv(p.fd, buf, sizeof(buf), fds, &nfds);
+	if (n == -EMSGSIZE || n == -EINTR)
+		goto out;
+	if (n <= 0) {
+		/* librettod is gone: the application runs on; nothing more
+		 * can be switched, and nothing wakes us here any more. */
+		stack.ctl_dead = true;
+		goto out;
+	}
+	if (strncmp(buf, "order=", 6) == 0) {
+		memcpy(stack.order.text, buf, (size_t)n + 1);
+		memcpy(stack.order.fds, fds, sizeof(int) * (size_t)nfds);
+		stack.order.nfds = nfds;
+		__atomic_store_n(&stack.order.pending, true, __ATOMIC_RELEASE);
+	} else {
+		for (int i = 0; i < nfds; i++)
+			real.close(fds[i]);
+	}
+out:
+	stack_unlock();
+}
+
+/* Close the old path (drained, or a new switch comes before it is). */
+static void stack_switch_close_old(void)
+{
+	struct nic old;
+	char text[64];
+
+	pthread_mutex_lock(&stack.rx_lock);
+	old = stack.old_nic;
+	stack.old_nic.ops = NULL;
+	pthread_mutex_unlock(&stack.rx_lock);
+	if (old.ops == NULL)
+		return;
+	for (int i = 0; i < stack.nold_fds; i++)
+		stack_private_forget(stack.old_fds[i]);
+	stack.nold_fds = 0;
+	old.ops->close(&old);
+	snprintf(text, sizeof(text), "switch_drained\nmode=%s\n", stack.mode);
+	stack_switch_tell(text);
+}
+
+/*
+ * In the keeper (stack_keeper_child): a switch's old path, still draining
+ * when the owner exited, was not inherited (only the current NIC's memory
+ * is, fork_keep): drop it without touching it, close our copies of its
+ * descriptors, and let librettod free it.
+ */
+static void stack_switch_keeper(void)
+{
+	if (stack.old_nic.ops == NULL)
+		return;
+	stack.old_nic.ops = NULL;
+	for (int i = 0; i < stack.nold_fds; i++) {
+		stack_private_forget(stack.old_fds[i]);
+		real.close(stack.old_fds[i]);
+	}
+	stack.nold_fds = 0;
+	/* Told once the parent is gone (stack_switch_service). */
+	stack.keeper_drained = true;
+}
+
+static void stack_switch_fail(const char *mode, const char *why)
+{
+	char text[256];
+
+	fprintf(stderr, "libretto: the switch to %s mode failed: %s; staying in %s mode\n",
+		mode, why, stack.mode);
+	snprintf(text, sizeof(text), "switch_failed\nmode=%s\nerror=%s\n", mode, why);
+	stack_switch_tell(text);
+}
+
+static void stack_switch_do(char *text, int *fds, int nfds)
+{
+	struct nic n = { .mtu = 1500 };
+	int taken[CTL_MAX_FDS], k, err;
+	const char *mode, *backend;
+	char buf[96];
+	struct kv kv;
+	uint64_t now;
+
+	k = stack_lease_adopt(text, fds, nfds, &kv, taken);
+	if (k < 0) {
+		stack_switch_fail("?", "the order's descriptors could not be taken");
+		return;
+	}
+	mode = kv_get(&kv, "mode");
+	backend = kv_get(&kv, "backend");
+	n.ops = backend ? nic_ops_by_name(backend) : NULL;
+	if (mode == NULL || (strcmp(mode, "direct") != 0 && strcmp(mode, "indirect") != 0) ||
+	    n.ops == NULL || stack_lease_mac(kv_get(&kv, "mac"), n.mac) < 0) {
+		/* Not opened: the descriptors are still ours to close. */
+		for (int i = 0; i < k; i++) {
+			stack_private_forget(taken[i]);
+			real.close(taken[i]);
+		}
+		stack_switch_fail(mode ? mode : "?", "malformed order");
+		kv_free(&kv);
+		return;
+	}
+	/* A switch before the last one drained: the older path goes now. */
+	stack_switch_close_old();
+	err = n.ops->open(&n, &kv);
+	if (err < 0) {
+		/* open() owns the descriptors, and closed what it took. */
+		for (int i = 0; i < k; i++)
+			stack_private_forget(taken[i]);
+		snprintf(buf, sizeof(buf), "cannot open the %s path: %s", n.ops->name,
+			 strerror(-err));
+		stack_switch_fail(mode, buf);
+		kv_free(&kv);
+		return;
+	}
+	now = now_ns();
+	pthread_mutex_lock(&stack.rx_lock);
+	stack_lock_batch();
+	stack.old_nic = stack.nic;
+	stack.old_nic.defer_kick = false;
+	nic_kick(&stack.old_nic);
+	if (stack.old_nic.ops->quiesce)
+		stack.old_nic.ops->quiesce(&stack.old_nic);
+	stack.nic = n;
+	stack.nic.defer_kick = true;
+	memcpy(stack.netif.hwaddr, n.mac, ETH_HWADDR_LEN);
+	memcpy(stack.old_fds, stack.cur_fds, sizeof(stack.cur_fds));
+	stack.nold_fds = stack.ncur_fds;
+	memcpy(stack.cur_fds, taken, sizeof(int) * (size_t)k);
+	stack.ncur_fds = k;
+	snprintf(stack.mode, sizeof(stack.mode), "%s", mode);
+	stack.switch_ns = now;
+	atomic_store(&stack.old_last_rx_ns, now);
+	atomic_store(&stack.path_failed, false);
+	stack.rx_error_reported = false;
+	stack.want_sent = false;
+	/* The peer learns the new MAC (a gratuitous ARP overrides its entry
+	 * at once); more follow while the old path still gets frames. */
+	etharp_gratuitous(&stack.netif);
+	stack.garp_count = 1;
+	stack.garp_next_ns = now + 50000000ull;
+	stack_unlock_batch();
+	pthread_mutex_unlock(&stack.rx_lock);
+	kv_free(&kv);
+	snprintf(buf, sizeof(buf), "switched\nmode=%s\n", mode);
+	stack_switch_tell(buf);
+}
+
+/* From the progress thread at every turn: orders, the old path's drain,
+ * and a failed path's request to move.  readable: poll saw the lease
+ * connection readable. */
+static void stack_switch_service(bool readable)
+{
+	uint64_t now = now_ns();
+	bool pending;
+
+	if (readable || (stack.switchable && now >= stack.ctl_next_ns)) {
+		stack.ctl_next_ns = now + SWITCH_CTL_PERIOD_NS;
+		stack_ctl_poll();
+	}
+	if (stack.keeper_drained && !(stack.ctl_hold_ppid && getppid() == stack.ctl_hold_ppid)) {
+		char text[64];
+
+		stack.keeper_drained = false;
+		snprintf(text, sizeof(text), "switch_drained\nmode=%s\n", stack.mode);
+		stack_switch_tell(text);
+	}
+	/* Set under the core lock; a plain read first keeps the lock out of
+	 * every turn of a busy progress thread. */
+	pending = __atomic_load_n(&stack.order.pending, __ATOMIC_ACQUIRE);
+	if (pending)
+		stack_lock();
+	if (pending && stack.order.pending) {
+		char text[sizeof(stack.order.text)];
+		int fds[CTL_MAX_FDS], nfds = stack.order.nfds;
+
+		memcpy(text, stack.order.text, sizeof(text));
+		memcpy(fds, stack.order.fds, sizeof(fds));
+		stack.order.pending = false;
+		stack_unlock();
+		stack_switch_do(text, fds, nfds);
+		now = now_ns();
+	} else if (pending) {
+		stack_unlock();
+	}
+	if (stack.old_nic.ops != NULL) {
+		uint64_t last = atomic_load_explicit(&stack.old_last_rx_ns, memory_order_relaxed);
+
+		if (now >= stack.garp_next_ns && (stack.garp_count < 4 || now - last < 1000000000ull)) {
+			static const uint64_t gap_ms[] = { 50, 200, 750, 1000 };
+
+			stack_lock();
+			etharp_gratuitous(&stack.netif);
+			stack_unlock();
+			stack.garp_next_ns = now + gap_ms[stack.garp_count < 4 ? stack.garp_count : 3] *
+						   1000000ull;
+			stack.garp_count++;
+		}
+		if (now - stack.switch_ns >= SWITCH_DRAIN_MIN_NS && now - last >= SWITCH_DRAIN_IDLE_NS)
+			stack_switch_close_old();
+	}
+	if (stack.switchable && !stack.want_sent && atomic_load(&stack.path_failed) &&
+	    strcmp(stack.mode, "direct") == 0) {
+		stack.want_sent = true;
+		fprintf(stderr, "libretto: the NIC function failed; asking librettod to move this "
+			"application to indirect mode\n");
+		stack_switch_tell("switch_want\nmode=indirect\nreason=nic-error\n");
+	}
 }

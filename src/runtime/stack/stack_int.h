@@ -42,6 +42,21 @@ int stack_lease_move_fds(struct stack_lease *l);
 
 void stack_lease_free(struct stack_lease *l);
 
+/* "aa:bb:cc:dd:ee:ff" of a unicast station; 0 or -EINVAL. */
+int stack_lease_mac(const char *s, uint8_t mac[6]);
+
+/*
+ * A mode switch's new path (ctl.h, order=switch): text names its nfds
+ * descriptors in "fds=a,b,..."; each is moved to a private number and
+ * recorded as the runtime's (taken[], in order), and out gets the text with
+ * "a_fd=N" keys in place of fds=, as a lease has them.  Returns how many
+ * were taken, or -errno (every descriptor closed, nothing recorded).
+ * stack_private_forget() drops a descriptor from the private set before it
+ * is closed.  Both from the progress thread only.
+ */
+int stack_lease_adopt(const char *text, const int *fds, int nfds, struct kv *out, int *taken);
+void stack_private_forget(int fd);
+
 /*
  * DESIGN.md section 7: refuse to run when a loaded object defines a name
  * that liblwip.so also exports (one would silently bind to the other's

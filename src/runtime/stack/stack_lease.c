@@ -15,9 +15,11 @@
 #include "stack/stack_int.h"
 
 /* Descriptors the runtime owns; the application must not close or replace
- * them.  Written once at start-up, before any other thread exists, and only
- * read afterwards. */
-#define STACK_MAX_PRIVATE CTL_MAX_FDS
+ * them.  Filled at start-up, before any other thread exists; a mode switch
+ * later adds the new path's descriptors and forgets the old path's (slots
+ * set to -1), so readers load the slots atomically.  Only the thread
+ * carrying out a switch (the progress thread) writes after start-up. */
+#define STACK_MAX_PRIVATE (4 * CTL_MAX_FDS)
 static int stack_private[STACK_MAX_PRIVATE];
 static int stack_nprivate;
 static int stack_private_min = INT_MAX;
@@ -33,11 +35,41 @@ static char stack_self_path[PATH_MAX];
 
 int stack_private_fds(int *fds, int max)
 {
-	int n = stack_nprivate < max ? stack_nprivate : max;
+	int n = 0, total = __atomic_load_n(&stack_nprivate, __ATOMIC_ACQUIRE);
 
-	for (int i = 0; i < n; i++)
-		fds[i] = stack_private[i];
+	for (int i = 0; i < total && n < max; i++) {
+		int fd = __atomic_load_n(&stack_private[i], __ATOMIC_RELAXED);
+
+		if (fd >= 0)
+			fds[n++] = fd;
+	}
 	return n;
+}
+
+/* Record fd as the runtime's: a free slot, else a new one. */
+static int stack_private_add(int fd)
+{
+	for (int i = 0; i < stack_nprivate; i++) {
+		if (stack_private[i] < 0) {
+			__atomic_store_n(&stack_private[i], fd, __ATOMIC_RELEASE);
+			goto added;
+		}
+	}
+	if (stack_nprivate == STACK_MAX_PRIVATE)
+		return -EMFILE;
+	stack_private[stack_nprivate] = fd;
+	__atomic_store_n(&stack_nprivate, stack_nprivate + 1, __ATOMIC_RELEASE);
+added:
+	if (fd < stack_private_min)
+		__atomic_store_n(&stack_private_min, fd, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void stack_private_forget(int fd)
+{
+	for (int i = 0; i < stack_nprivate; i++)
+		if (stack_private[i] == fd)
+			__atomic_store_n(&stack_private[i], -1, __ATOMIC_RELEASE);
 }
 
 const char *stack_lease_env(void)
@@ -52,10 +84,13 @@ const char *stack_runtime_path(void)
 
 bool stack_fd_is_private(int fd)
 {
-	if (fd < stack_private_min)
+	int n;
+
+	if (fd < 0 || fd < __atomic_load_n(&stack_private_min, __ATOMIC_RELAXED))
 		return false;
-	for (int i = 0; i < stack_nprivate; i++)
-		if (stack_private[i] == fd)
+	n = __atomic_load_n(&stack_nprivate, __ATOMIC_ACQUIRE);
+	for (int i = 0; i < n; i++)
+		if (__atomic_load_n(&stack_private[i], __ATOMIC_RELAXED) == fd)
 			return true;
 	return false;
 }
@@ -133,7 +168,7 @@ static void preload_remove_self(void)
 	free(out);
 }
 
-static int lease_mac(const char *s, uint8_t mac[6])
+int stack_lease_mac(const char *s, uint8_t mac[6])
 {
 	unsigned v[6];
 	char end;
@@ -203,7 +238,7 @@ static int lease_validate(struct stack_lease *l)
 		}
 	}
 	s = kv_get(kv, "mac");
-	if (lease_mac(s, l->mac) < 0) {
+	if (stack_lease_mac(s, l->mac) < 0) {
 		lease_complain(s ? "is not a unicast MAC address" : "is missing", "mac", s);
 		return -EINVAL;
 	}
@@ -269,18 +304,96 @@ static bool key_is_fd(const char *key)
 	return n > 3 && strcmp(key + n - 3, "_fd") == 0;
 }
 
-int stack_lease_move_fds(struct stack_lease *l)
+/* Where received descriptors go: STACK_FD_BASE, or with a low descriptor
+ * limit just under it rather than fail. */
+static int stack_fd_base(void)
 {
-	struct kv *kv = &l->kv;
 	struct rlimit rl;
-	struct kv_buf b;
-	char text[4096];
-	int base = STACK_FD_BASE, err;
+	int base = STACK_FD_BASE;
 
-	/* With a low descriptor limit, stay just under it rather than fail. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    rl.rlim_cur < (rlim_t)base + 2 * CTL_MAX_FDS)
 		base = rl.rlim_cur > 3 * CTL_MAX_FDS ? (int)rl.rlim_cur - 2 * CTL_MAX_FDS : 3;
+	return base;
+}
+
+/* Move fd to a private high number; the new number or -errno. */
+static int stack_fd_take(int fd, int base)
+{
+	int nfd = real.fcntl(fd, F_DUPFD_CLOEXEC, (long)base), err;
+
+	if (nfd < 0)
+		return -errno;
+	err = stack_private_add(nfd);
+	if (err < 0) {
+		real.close(nfd);
+		return err;
+	}
+	real.close(fd);
+	return nfd;
+}
+
+int stack_lease_adopt(const char *text, const int *fds, int nfds, struct kv *out, int *taken)
+{
+	struct kv in;
+	struct kv_buf b;
+	char buf[4096], names[256], *save = NULL;
+	const char *list;
+	int base = stack_fd_base(), n = 0, err;
+
+	err = kv_parse(&in, text, strlen(text));
+	if (err < 0)
+		return err;
+	list = kv_get(&in, "fds");
+	snprintf(names, sizeof(names), "%s", list ? list : "");
+	kv_buf_init(&b, buf, sizeof(buf));
+	for (int i = 0; i < in.n; i++)
+		if (strcmp(in.pair[i].key, "fds") != 0 && !key_is_fd(in.pair[i].key))
+			kv_buf_add(&b, '\n', in.pair[i].key, "%s", in.pair[i].value);
+	for (char *tok = strtok_r(names, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char key[64];
+		int nfd;
+
+		if (n == nfds) {
+			err = -EPROTO;	/* fewer descriptors than names */
+			goto fail;
+		}
+		nfd = stack_fd_take(fds[n], base);
+		if (nfd < 0) {
+			err = nfd;
+			goto fail;
+		}
+		taken[n++] = nfd;
+		snprintf(key, sizeof(key), "%.59s_fd", tok);
+		kv_buf_add(&b, '\n', key, "%d", nfd);
+	}
+	if (n != nfds || !kv_buf_ok(&b)) {
+		err = -EPROTO;
+		goto fail;
+	}
+	err = kv_parse(out, b.p, b.len);
+	if (err == 0) {
+		kv_free(&in);
+		return n;
+	}
+fail:
+	/* The ones not moved yet are still the caller's numbers: close them too. */
+	for (int i = 0; i < n; i++) {
+		stack_private_forget(taken[i]);
+		real.close(taken[i]);
+	}
+	for (int i = n; i < nfds; i++)
+		real.close(fds[i]);
+	kv_free(&in);
+	return err;
+}
+
+int stack_lease_move_fds(struct stack_lease *l)
+{
+	struct kv *kv = &l->kv;
+	struct kv_buf b;
+	char text[4096];
+	int base = stack_fd_base(), err;
 
 	kv_buf_init(&b, text, sizeof(text));
 	for (int i = 0; i < kv->n; i++) {
@@ -297,22 +410,12 @@ int stack_lease_move_fds(struct stack_lease *l)
 			return -EINVAL;
 		}
 		fd = (int)v;
-		if (stack_nprivate == STACK_MAX_PRIVATE) {
-			fprintf(stderr, "libretto: bad lease: more than %d descriptors\n",
-				STACK_MAX_PRIVATE);
-			return -EINVAL;
-		}
-		nfd = real.fcntl(fd, F_DUPFD_CLOEXEC, (long)base);
+		nfd = stack_fd_take(fd, base);
 		if (nfd < 0) {
-			err = -errno;
 			fprintf(stderr, "libretto: lease descriptor %s=%d: %s\n", key, fd,
-				strerror(-err));
-			return err == -EBADF ? -EINVAL : err;
+				nfd == -EMFILE ? "too many descriptors in the lease" : strerror(-nfd));
+			return nfd == -EBADF || nfd == -EMFILE ? -EINVAL : nfd;
 		}
-		real.close(fd);
-		stack_private[stack_nprivate++] = nfd;
-		if (nfd < stack_private_min)
-			stack_private_min = nfd;
 		kv_buf_add(&b, ' ', key, "%d", nfd);
 		if (strcmp(key, "region_fd") == 0)
 			l->region_fd = nfd;
