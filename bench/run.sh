@@ -649,7 +649,10 @@ timeline_main() {
 	sleep "$at"
 	local t_event
 	t_event=$(date +%s.%N)
-	SERVER_PID=$srv_pid SERVER_IP=$ip NETD_PID=$npid timeout 120 bash -c "$event" >"$out/event.log" 2>&1
+	# SERVER_NAME and LIBRETTO let an event switch the server's mode:
+	# "$LIBRETTO" switch "$SERVER_NAME" indirect (docs/switching.md).
+	SERVER_PID=$srv_pid SERVER_IP=$ip NETD_PID=$npid SERVER_NAME=b-timeline LIBRETTO=$LIBRETTO \
+		timeout 120 bash -c "$event" >"$out/event.log" 2>&1
 	local erc=$?
 	echo "event_at_s=$at" >"$out/event.txt"
 	echo "event=$event" >>"$out/event.txt"
