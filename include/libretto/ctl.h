@@ -90,6 +90,22 @@
  *                 the policy).  Reply errno=0 once the order is sent; the
  *                 switch itself completes asynchronously (ps shows it).
  *
+ * Supervisor restart (issue 7, docs/librettod.md "Restart").  Every
+ * register reply also carries secret= (32 hex digits), which the runtime
+ * keeps with its lease.
+ *
+ *   reattach      keys: id=, secret=, mode=direct|indirect, fds=N[,N...]
+ *                 (the sender's own numbers of its current path's
+ *                 descriptors, in the lease's order: xsk,umem or packet, or
+ *                 ring,efd_netd,efd_app), region=N.  Sent on a new
+ *                 connection by a runtime whose lease connection reached EOF
+ *                 (librettod died).  A librettod that recovered that lease
+ *                 from its predecessor's state record copies the descriptors
+ *                 from the sender (pidfd_getfd(), SO_PEERCRED's pid) and this
+ *                 connection becomes the lease.  errno=0; EACCES when no
+ *                 recovered lease with that id and secret waits (the runtime
+ *                 stops trying), EPROTO when the descriptors do not fit it.
+ *
  * Orders librettod sends on a lease connection, unsolicited (the runtime
  * tells them from replies by their first key):
  *

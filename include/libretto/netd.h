@@ -21,7 +21,11 @@
  * that failed, e.g. "error=region_unsealed").  A request that fails changes
  * nothing.  Descriptors received with a failed request are closed by netd.
  * EOF on the control socket makes netd release everything and exit 0, as
- * "quit" does: netd never outlives its supervisor.
+ * "quit" does: netd never outlives its supervisor.  (librettod hands netd a
+ * copy of its own end as descriptor 4, which netd never touches, so that no
+ * EOF comes when librettod dies: netd serves on, and a restarted librettod
+ * takes the channel back from it with pidfd_getfd(); docs/librettod.md,
+ * "Restart".)
  *
  * Addresses are dotted quads, MACs are "xx:xx:xx:xx:xx:xx", numbers decimal.
  *

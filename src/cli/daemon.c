@@ -99,12 +99,44 @@ const char cmd_up_usage[] =
 	"Needs root.  librettod is found next to libretto (or in\n"
 	"$LIBRETTO_LIBEXEC_DIR).\n";
 
+/*
+ * Supervisor restart (tag l): what the state record of a librettod that
+ * died says (docs/librettod.md, "Restart"): how many applications it
+ * lists, and its netd's pid in *netd.  -1 when there is no record (or it
+ * cannot be read: it is root's, mode 0600).
+ */
+static int daemon_record(pid_t *netd)
+{
+	char path[PATH_MAX], line[1024];
+	const char *c = ctl_path(), *slash = strrchr(c, '/');
+	int apps = 0;
+	FILE *f;
+
+	*netd = 0;
+	snprintf(path, sizeof(path), "%.*s/state", slash ? (int)(slash - c) : 1, slash ? c : ".");
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		const char *v = strstr(line, "netd_pid=");
+
+		if (!strncmp(line, "app=", 4))
+			apps++;
+		else if (v && (v == line || v[-1] == ' '))
+			*netd = (pid_t)atoi(v + 9);
+	}
+	fclose(f);
+	return apps;
+}
+
 int cmd_up(int argc, char **argv)
 {
 	static char reply[CTL_MSG_MAX];
 	char daemon[PATH_MAX], host_ns[128], vf_list[1024];
 	char state_dir[PATH_MAX], log_path[PATH_MAX + 16], pid_path[PATH_MAX + 16], *slash;
 	const char *nic = NULL, *vfs = NULL, *netns = NULL;
+	pid_t rec_netd = 0;
+	int rec_apps = -1;
 	const char *dargv[24];
 	bool foreground = false;
 	int c, n = 0, err, status;
@@ -147,6 +179,7 @@ int cmd_up(int argc, char **argv)
 	}
 	if (!cli_need_root("libretto up"))
 		return CLI_EXIT_FAIL;
+	rec_apps = daemon_record(&rec_netd);
 
 	if (!nic) {
 		err = testbed_vf_list(host_ns, sizeof(host_ns), vf_list, sizeof(vf_list));
@@ -262,6 +295,11 @@ int cmd_up(int argc, char **argv)
 	       netns ? " in netns " : "", netns ? netns : "", vfs ? vfs : "(librettod's choice)",
 	       ctl_path());
 	printf("Its log is %s.\n", log_path);
+	if (rec_apps >= 0)
+		printf("It found the state record of a librettod that died (netd pid %d, %d "
+		       "application%s): it takes back what still runs (`libretto ps`; the log's "
+		       "recover: lines say what).\n", (int)rec_netd, rec_apps,
+		       rec_apps == 1 ? "" : "s");
 	printf("Next: `libretto run -- CMD` runs a program on the library OS.\n");
 	return CLI_EXIT_OK;
 }
@@ -336,7 +374,15 @@ int cmd_down(int argc, char **argv)
 	 */
 	e = daemon_status_reply(reply, sizeof(reply), false);
 	if (e == 0) {
+		pid_t rec_netd;
+		int rec_apps = daemon_record(&rec_netd);
+
 		printf("librettod is not running: nothing to stop.\n");
+		/* tag l: a librettod that died leaves netd serving on purpose. */
+		if (rec_apps >= 0 && rec_netd > 0 && kill(rec_netd, 0) == 0)
+			printf("Note: a librettod that died left netd (pid %d) and %d application%s "
+			       "running; `libretto up` recovers them, and a `libretto down` after it "
+			       "stops everything.\n", (int)rec_netd, rec_apps, rec_apps == 1 ? "" : "s");
 		return CLI_EXIT_OK;
 	}
 	if (e < 0)

@@ -168,6 +168,40 @@ void dev_init(struct ld_dev *d)
 	memset(d, 0, sizeof(*d));
 	d->umem_fd = -1;
 	d->pkt_fd = -1;
+	d->xsk_fd = -1;
+}
+
+int dev_adopt(struct ld_dev *d, const char *ifname, enum proto_backend backend, int xsk_fd,
+	      int umem_fd)
+{
+	int err;
+
+	dev_init(d);
+	snprintf(d->ifname, sizeof(d->ifname), "%s", ifname);
+	err = dev_ifinfo(ifname, &d->ifindex, d->mac);
+	if (err) {
+		if (xsk_fd >= 0)
+			close(xsk_fd);
+		if (umem_fd >= 0)
+			close(umem_fd);
+		return err;
+	}
+	d->backend = backend;
+	d->adopted = true;
+	if (backend == PROTO_BACKEND_AFPACKET) {
+		d->pkt_fd = xsk_fd;
+		if (umem_fd >= 0)
+			close(umem_fd);
+	} else {
+		d->xsk_fd = xsk_fd;
+		d->umem_fd = umem_fd;
+	}
+	return 0;
+}
+
+int dev_xsk_fd(const struct ld_dev *d)
+{
+	return d->xsk ? xsk_socket__fd(d->xsk) : d->xsk_fd;
 }
 
 int dev_ifinfo(const char *ifname, int *ifindex, uint8_t mac[6])
@@ -419,7 +453,13 @@ fail:
 
 void dev_close(struct ld_dev *d)
 {
-	bool had_xsk = d->xsk != NULL;
+	bool had_xsk = d->xsk != NULL || (d->adopted && d->backend == PROTO_BACKEND_AFXDP);
+
+	/* An adopted XSK: our copy goes; the holder's goes with its process. */
+	if (d->xsk_fd >= 0)
+		close(d->xsk_fd);
+	d->xsk_fd = -1;
+	d->adopted = false;
 
 	if (d->xsk)
 		xsk_socket__delete(d->xsk);
@@ -451,7 +491,7 @@ int dev_fds(const struct ld_dev *d, int *fds, int max, const char **names)
 	int n = 0;
 
 	if (d->backend == PROTO_BACKEND_AFXDP && max >= 2) {
-		fds[n] = xsk_socket__fd(d->xsk);
+		fds[n] = dev_xsk_fd(d);
 		names[n++] = "xsk";
 		fds[n] = d->umem_fd;
 		names[n++] = "umem";

@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "common/kv.h"
 #include "common/porttab.h"
@@ -474,3 +475,81 @@ void ind_netd_down(void)
 		__atomic_and_fetch(&h->flags, ~RING_REGION_F_NETD_UP, __ATOMIC_RELEASE);
 	}
 }
+
+/* ---- begin: supervisor restart (tag l) ---- */
+
+int ind_recover(unsigned id, const char *name, uint32_t ip, bool netd_has, struct ld_ind **out,
+		char *err, size_t errlen)
+{
+	struct porttab *pt = netd_sup_porttab();
+	struct ld_ind *x;
+	int e = ind_open(id, name, ip, false, &x, err, errlen);
+
+	if (e)
+		return e;
+	/*
+	 * The port table outlived the old librettod (netd maps it): the
+	 * entries owned by this app id are its ports.  Only librettod writes
+	 * the table, so nothing changes it while we read.
+	 */
+	for (uint32_t i = 0; pt && i < pt->capacity && x->nports < IND_MAX_PORTS; i++) {
+		const struct porttab_entry *ent = &pt->ents[i];
+
+		if (ent->state != PORTTAB_LIVE || ent->app_id != id)
+			continue;
+		x->ports[x->nports].ip = ent->ip;
+		x->ports[x->nports].port = ent->port;
+		x->ports[x->nports].proto = ent->proto;
+		x->nports++;
+	}
+	x->added = netd_has;
+	*out = x;
+	return 0;
+}
+
+int ind_adopt_rings(struct ld_ind *x, int ring_fd, int efd_netd, int efd_app, char *err,
+		    size_t errlen)
+{
+	size_t len = ring_region_size(LD_IND_NFRAMES, LD_IND_FRAME_SIZE, LD_IND_RING_SIZE);
+	struct stat st;
+	void *mem;
+	int seals;
+
+	if (x->mem) {
+		snprintf(err, errlen, "the application already has its rings");
+		goto fail;
+	}
+	/* The application handed these back: check they are what we made. */
+	seals = fcntl(ring_fd, F_GET_SEALS);
+	if (fstat(ring_fd, &st) < 0 || (size_t)st.st_size != len || seals < 0 ||
+	    (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+		snprintf(err, errlen, "the ring descriptor is not a sealed ring region of %zu bytes",
+			 len);
+		goto fail;
+	}
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
+	if (mem == MAP_FAILED) {
+		snprintf(err, errlen, "cannot map the ring region: %s", strerror(errno));
+		goto fail;
+	}
+	x->ring_fd = ring_fd;
+	x->efd_netd = efd_netd;
+	x->efd_app = efd_app;
+	x->mem = mem;
+	x->len = len;
+	if (!x->added) {
+		int e = ind_app_add(x, err, errlen);
+
+		if (e) {
+			ind_rings_free(x);
+			return e;
+		}
+	}
+	return 0;
+fail:
+	close(ring_fd);
+	close(efd_netd);
+	close(efd_app);
+	return -EINVAL;
+}
+/* ---- end: supervisor restart ---- */

@@ -59,6 +59,14 @@ struct ld_dev {
 	void *rings;                  /* libxdp's ring structs, unused by us */
 	/* afpacket */
 	int pkt_fd;
+	/*
+	 * Supervisor restart (tag l): a dev adopted from descriptors a running
+	 * process holds (dev_adopt()), without libxdp's objects: xsk_fd is our
+	 * copy of the socket; dev_close() closes it and detaches the XSK
+	 * program itself.
+	 */
+	bool adopted;
+	int xsk_fd;
 };
 
 /* Why AF_XDP could not be set up: a sentence and a short token. */
@@ -73,6 +81,17 @@ int dev_ifinfo(const char *ifname, int *ifindex, uint8_t mac[6]);
 int dev_open_afxdp(struct ld_dev *d, const char *ifname, struct ld_dev_err *e);
 int dev_open_afpacket(struct ld_dev *d, const char *ifname, struct ld_dev_err *e);
 void dev_close(struct ld_dev *d);
+/*
+ * Supervisor restart (tag l): describe a VF (or the PF) whose XSK and UMEM
+ * (backend AFXDP: xsk_fd, umem_fd) or packet socket (AFPACKET: xsk_fd is
+ * the packet socket, umem_fd -1) were made by an earlier librettod and taken
+ * back from their holder; d takes ownership of the descriptors, and
+ * dev_close() later tears the device down as for one we opened.  0 or
+ * -errno (the descriptors closed).  dev_xsk_fd(): the XSK's descriptor.
+ */
+int dev_adopt(struct ld_dev *d, const char *ifname, enum proto_backend backend, int xsk_fd,
+	      int umem_fd);
+int dev_xsk_fd(const struct ld_dev *d);
 /* The descriptors to hand over, in the reply's "fds=" order (not dup'd). */
 int dev_fds(const struct ld_dev *d, int *fds, int max, const char **names);
 /* Route libxdp's messages to the log; mount bpffs if it is missing. */
@@ -185,6 +204,86 @@ void ind_fmt_ports(const struct ld_ind *x, char *buf, size_t len);
 void ind_netd_up(void);
 void ind_netd_down(void);
 /* ---- end: indirect mode ---- */
+
+/* ---- begin: supervisor restart (persist.c and its users, tag l) ---- */
+/*
+ * persist.c: the state record, a file next to the control socket
+ * (`<dir>/state`, mode 0600, written to a temporary name and renamed) that
+ * describes netd and every lease, so that a librettod started after one
+ * that died can adopt them (docs/librettod.md, "Restart").  persist_init()
+ * derives the path from the control socket's; persist_write() replaces the
+ * record with text; persist_load() reads it (0, or -errno: -ENOENT none,
+ * -EPERM not root's) and persist_loaded() returns it (NULL when none).
+ * proc_start_time(): a process's start time in clock ticks (0 when gone);
+ * proc_same(): whether pid is still the process that started then (and is
+ * no zombie).  persist_secret(): a random lease secret in hex;
+ * persist_secret_eq() compares two in constant time.  persist_getfd():
+ * pidfd_getfd(2), a copy of another process's descriptor (root), or -errno.
+ */
+#define PERSIST_SECRET_LEN 32
+#define PERSIST_MAX_APPS 256
+
+struct persist_app {
+	unsigned id;
+	char name[PROTO_NAME_MAX];
+	pid_t pid;
+	unsigned long long start;
+	uid_t uid;
+	uint32_t ip;
+	bool shared_ip, indirect, switchable, auto_mode;
+	unsigned auto_high, auto_low, auto_dwell_ms;
+	char vf[IF_NAMESIZE];       /* "" none */
+	char backend[16];           /* afxdp, afpacket, shm */
+	char secret[PERSIST_SECRET_LEN + 1];
+};
+
+struct persist_rec {
+	pid_t librettod_pid;
+	pid_t netd_pid;
+	unsigned long long netd_start;
+	unsigned next_id;
+	int napps;
+	struct persist_app apps[PERSIST_MAX_APPS];
+};
+
+void persist_init(const char *control);
+const char *persist_path(void);
+int persist_write(const char *text, size_t len);
+void persist_remove(void);
+int persist_load(void);
+const struct persist_rec *persist_loaded(void);
+unsigned long long proc_start_time(pid_t pid);
+bool proc_same(pid_t pid, unsigned long long start);
+int persist_secret(char out[PERSIST_SECRET_LEN + 1]);
+bool persist_secret_eq(const char *a, const char *b);
+int persist_getfd(int pidfd, int fd);
+
+/*
+ * netd_sup.c: netd_sup_adopt() takes over a netd an earlier librettod
+ * started (instead of netd_sup_start()): the supervisor's end of its control
+ * socket (netd holds a copy as descriptor NETD_SUP_FD for this), the PF's
+ * XSK and UMEM, the state region and the port table, all copied from netd
+ * with pidfd_getfd().  0 when netd is adopted and answers; -errno otherwise
+ * (nothing adopted; the caller kills that netd and starts a new one).
+ * netd_sup_pid(): the running netd's pid, 0 when none.
+ */
+#define NETD_SUP_FD 4
+int netd_sup_adopt(const struct ld_config *cfg, pid_t pid);
+pid_t netd_sup_pid(void);
+
+/*
+ * indirect.c: a recovered lease's ld_ind.  ind_recover() makes it with its
+ * ports read back from the port table (by app id); netd_has: the adopted
+ * netd already serves the application (no app_add needed).  ind_adopt_rings()
+ * gives it the ring region and doorbells taken back from the application
+ * (ownership passes; app_add is sent when netd does not have it yet).
+ * Both 0 or -errno with a sentence in err.
+ */
+int ind_recover(unsigned id, const char *name, uint32_t ip, bool netd_has, struct ld_ind **out,
+		char *err, size_t errlen);
+int ind_adopt_rings(struct ld_ind *x, int ring_fd, int efd_netd, int efd_app, char *err,
+		    size_t errlen);
+/* ---- end: supervisor restart ---- */
 
 /*
  * server.c: the control socket and the event loop.  server_listen() binds

@@ -540,8 +540,29 @@ int main(int argc, char **argv)
 		die("%s", err);
 	if (cfg.pidfile)
 		write_pidfile(cfg.pidfile);
+	/*
+	 * tag l: an earlier librettod that died may have left netd and
+	 * applications running (its state record says so): adopt that netd
+	 * rather than start another on the same PF.
+	 */
+	persist_init(cfg.control);
+	if (persist_load() == 0) {
+		const struct persist_rec *rec = persist_loaded();
+
+		ld_log("recover: found the state record %s of librettod pid=%d: netd pid=%d, "
+		       "%d application%s", persist_path(), (int)rec->librettod_pid,
+		       (int)rec->netd_pid, rec->napps, rec->napps == 1 ? "" : "s");
+		if (rec->netd_pid > 0 && proc_same(rec->netd_pid, rec->netd_start) &&
+		    netd_sup_adopt(&cfg, rec->netd_pid) < 0) {
+			/* It holds the PF's queue: it must go before a new one can bind. */
+			ld_log("recover: killing netd pid=%d, which cannot be adopted",
+			       (int)rec->netd_pid);
+			kill(rec->netd_pid, SIGKILL);
+		}
+	}
 	/* tag s: the network server; librettod serves direct mode even without it. */
-	netd_sup_start(&cfg);
+	if (netd_sup_pid() == 0)
+		netd_sup_start(&cfg);
 
 	vfs[0] = '\0';
 	for (int i = 0; i < cfg.nvfs && used < sizeof(vfs); i++) {

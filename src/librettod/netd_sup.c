@@ -12,9 +12,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -402,22 +404,32 @@ static void netd_kill_reap(int *status)
 }
 
 /* The child side of the fork: only the control socket, as fd 3. */
-static void netd_child(int sock) __attribute__((noreturn));
+static void netd_child(int sock, int sup) __attribute__((noreturn));
 
-static void netd_child(int sock)
+static void netd_child(int sock, int sup)
 {
 	char *const argv[] = { "libretto-netd", "--control-fd", "3", NULL };
 	sigset_t none;
+	int a, b;
 
 	/* librettod blocks SIGTERM/SIGINT for its signalfd; netd must not inherit that. */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGHUP, SIG_DFL);
 	signal(SIGPIPE, SIG_DFL);
-	if (sock == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(sock, 3) < 0)
+	/*
+	 * fd 3: netd's end.  fd NETD_SUP_FD: a copy of the supervisor's end,
+	 * which netd never uses: it keeps netd's control socket open when
+	 * librettod dies, so netd serves on (no EOF), and a new librettod takes
+	 * the channel back from it with pidfd_getfd() (supervisor restart).
+	 * Both are moved out of the way first, so neither dup2 clobbers the other.
+	 */
+	a = fcntl(sock, F_DUPFD, 16);
+	b = fcntl(sup, F_DUPFD, 16);
+	if (a < 0 || b < 0 || dup2(a, 3) < 0 || dup2(b, NETD_SUP_FD) < 0)
 		_exit(127);
 	/* Nothing else of librettod's (VF sockets, leases) may leak into netd. */
-	syscall(SYS_close_range, 4u, ~0u, 0u);
+	syscall(SYS_close_range, (unsigned)NETD_SUP_FD + 1, ~0u, 0u);
 	execv(N.path, argv);
 	_exit(127);
 }
@@ -445,7 +457,7 @@ static int netd_spawn(void)
 		return err;
 	}
 	if (pid == 0)
-		netd_child(sp[1]);
+		netd_child(sp[1], sp[0]);
 	close(sp[1]);
 	N.pid = pid;
 	N.ctl = sp[0];
@@ -521,7 +533,7 @@ static int netd_try_start(void)
 	snprintf(text, sizeof(text), "nic\nifname=%s\nmac=%s\numem_size=%zu\nframe_size=%d\n"
 		 "ring_size=%d\nhold=1\n%s", N.dev.ifname, mac, (size_t)LD_UMEM_SIZE, LD_FRAME_SIZE,
 		 LD_RING_SIZE, handover ? "handover=1\n" : "");
-	fds[0] = xsk_socket__fd(N.dev.xsk);
+	fds[0] = dev_xsk_fd(&N.dev);
 	fds[1] = N.dev.umem_fd;
 	fds[2] = N.sh_fd;
 	err = netd_request(text, fds, N.sh_fd >= 0 ? 3 : 2);
@@ -681,7 +693,10 @@ static void netd_died(void)
 	if (r == 0)
 		return;       /* not yet (a spurious wakeup): wait for the next one */
 	format_status(r == pid ? st : 0, N.last_exit, sizeof(N.last_exit));
-	if (r < 0)
+	if (r < 0 && errno == ECHILD)
+		/* tag l: a netd adopted from an earlier librettod is not our child. */
+		snprintf(N.last_exit, sizeof(N.last_exit), "unknown (adopted, not our child)");
+	else if (r < 0)
 		snprintf(N.last_exit, sizeof(N.last_exit), "unknown (%s)", strerror(errno));
 	netd_forget();
 	/*
@@ -810,6 +825,268 @@ out:
 	ld_log("netd is not running: %s; direct mode (VF leases) works without it", N.reason);
 	return err;
 }
+
+/* ---- begin: supervisor restart, adopting a running netd (tag l) ---- */
+
+/* A copy of netd's descriptor fd, or -errno. */
+static int adopt_getfd(int pidfd, int fd)
+{
+	return persist_getfd(pidfd, fd);
+}
+
+/* The socket domain of fd (AF_XDP, AF_UNIX, ...), or -1. */
+static int sock_domain(int fd)
+{
+	int d = -1;
+	socklen_t l = sizeof(d);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &d, &l) < 0)
+		return -1;
+	return d;
+}
+
+/* A memfd's mapping of len bytes, read-write (MAP_SHARED), or NULL. */
+static void *adopt_map(int fd, size_t len)
+{
+	struct stat st;
+	void *m;
+
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size != len)
+		return NULL;
+	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	return m == MAP_FAILED ? NULL : m;
+}
+
+/*
+ * Find netd's descriptors by what they are: its memfds by their names (we
+ * made them: libretto-umem, libretto-netd-state, libretto-porttab) and the
+ * XSK by its socket domain.  Each is copied with pidfd_getfd(); fds[] gets
+ * xsk, umem, state, porttab (-1 when not found).
+ */
+static int adopt_scan(pid_t pid, int pidfd, int fds[4])
+{
+	char dir[64], path[96], link[256];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		long fd = strtol(de->d_name, &end, 10);
+		ssize_t n;
+		int slot = -1, c;
+
+		if (*end || fd < 0 || fd == NETD_SUP_FD || fd > INT32_MAX)
+			continue;
+		snprintf(path, sizeof(path), "%s/%ld", dir, fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (!strncmp(link, "/memfd:libretto-umem ", 21))
+			slot = 1;
+		else if (!strncmp(link, "/memfd:libretto-netd-state ", 27))
+			slot = 2;
+		else if (!strncmp(link, "/memfd:libretto-porttab ", 24))
+			slot = 3;
+		else if (!strncmp(link, "socket:", 7))
+			slot = 0;
+		if (slot < 0 || fds[slot] >= 0)
+			continue;
+		c = adopt_getfd(pidfd, (int)fd);
+		if (c < 0)
+			continue;
+		if (slot == 0 && sock_domain(c) != AF_XDP) {
+			close(c);
+			continue;
+		}
+		fds[slot] = c;
+	}
+	closedir(d);
+	return 0;
+}
+
+int netd_sup_adopt(const struct ld_config *cfg, pid_t pid)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int fds[4] = { -1, -1, -1, -1 }, ctl = -1, pidfd, err, rw, type = 0;
+	socklen_t tl = sizeof(type);
+	char path[64];
+
+	N.cfg = cfg;
+	N.inited = true;
+	N.state = NETD_STOPPED;
+	snprintf(N.last_exit, sizeof(N.last_exit), "-");
+	dev_init(&N.dev);
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
+		err = -errno;
+		ld_log("recover: cannot adopt netd pid=%d: pidfd_open: %s", (int)pid, strerror(-err));
+		goto fail;
+	}
+	ctl = adopt_getfd(pidfd, NETD_SUP_FD);
+	if (ctl < 0 || sock_domain(ctl) != AF_UNIX ||
+	    getsockopt(ctl, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_SEQPACKET) {
+		err = ctl < 0 ? ctl : -EPROTO;
+		ld_log("recover: netd pid=%d holds no supervisor end as fd %d (%s): it was not "
+		       "started by a restartable librettod", (int)pid, NETD_SUP_FD, strerror(-err));
+		goto fail;
+	}
+	err = adopt_scan(pid, pidfd, fds);
+	if (err || fds[0] < 0 || fds[1] < 0 || fds[2] < 0 || fds[3] < 0) {
+		ld_log("recover: netd pid=%d: its descriptors were not all found (xsk=%s umem=%s "
+		       "state=%s porttab=%s)", (int)pid, fds[0] >= 0 ? "yes" : "no",
+		       fds[1] >= 0 ? "yes" : "no", fds[2] >= 0 ? "yes" : "no",
+		       fds[3] >= 0 ? "yes" : "no");
+		err = err ? err : -ENOENT;
+		goto fail;
+	}
+	/*
+	 * netd holds the table read-only; the memfd itself is writable by its
+	 * owner (root), so reopening it through /proc gives librettod back a
+	 * writable descriptor.
+	 */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fds[3]);
+	rw = open(path, O_RDWR | O_CLOEXEC);
+	if (rw < 0) {
+		err = -errno;
+		ld_log("recover: cannot reopen the port table writable: %s", strerror(-err));
+		goto fail;
+	}
+	close(fds[3]);
+	fds[3] = -1;
+	N.pt_fd = rw;
+	N.pt_size = porttab_size(NETD_PORTTAB_SLOTS);
+	N.pt_mem = adopt_map(N.pt_fd, N.pt_size);
+	if (!N.pt_mem || porttab_attach(&N.pt, N.pt_mem, N.pt_size) < 0) {
+		err = -EPROTO;
+		ld_log("recover: netd's port table is not ours (size or header)");
+		goto fail;
+	}
+	N.sh_len = netd_shared_size(LD_UMEM_FRAMES);
+	N.sh = adopt_map(fds[2], N.sh_len);
+	if (!N.sh) {
+		err = -EPROTO;
+		ld_log("recover: netd's state region is not ours (size)");
+		goto fail;
+	}
+	N.sh_fd = fds[2];
+	fds[2] = -1;
+	err = dev_adopt(&N.dev, cfg->nic, PROTO_BACKEND_AFXDP, fds[0], fds[1]);
+	fds[0] = fds[1] = -1;
+	if (err) {
+		ld_log("recover: %s: %s", cfg->nic, strerror(-err));
+		goto fail;
+	}
+	N.dev_open = true;
+	N.epfd = epoll_create1(EPOLL_CLOEXEC);
+	N.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	N.hb_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (N.epfd < 0 || N.timer_fd < 0 || N.hb_fd < 0) {
+		err = -errno;
+		goto fail;
+	}
+	ev.data.u32 = TAG_TIMER;
+	epoll_ctl(N.epfd, EPOLL_CTL_ADD, N.timer_fd, &ev);
+	{
+		struct itimerspec its = {
+			.it_value = { .tv_nsec = NETD_HB_CHECK_MS * 1000000L },
+			.it_interval = { .tv_nsec = NETD_HB_CHECK_MS * 1000000L },
+		};
+
+		ev.data.u32 = TAG_HB;
+		if (epoll_ctl(N.epfd, EPOLL_CTL_ADD, N.hb_fd, &ev) < 0 ||
+		    timerfd_settime(N.hb_fd, 0, &its, NULL) < 0)
+			ld_log("warning: no hang detection for netd: %s", strerror(errno));
+	}
+	ev.data.u32 = TAG_PIDFD;
+	if (epoll_ctl(N.epfd, EPOLL_CTL_ADD, pidfd, &ev) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	N.pidfd = pidfd;
+	pidfd = -1;
+	N.pid = pid;
+	N.ctl = ctl;
+	ctl = -1;
+	fcntl(N.ctl, F_SETFL, fcntl(N.ctl, F_GETFL) | O_NONBLOCK);
+	/*
+	 * The old librettod may have died between a request and its reply:
+	 * whatever waits on the channel is stale.
+	 */
+	for (int i = 0; i < 64; i++) {
+		int got[CTL_MAX_FDS], ngot = CTL_MAX_FDS, n;
+
+		n = ctl_recv(N.ctl, N.buf, sizeof(N.buf), got, &ngot);
+		if (n <= 0)
+			break;
+		for (int k = 0; k < ngot; k++)
+			close(got[k]);
+	}
+	N.started_ms = mono_ms();
+	N.state = NETD_RUNNING;
+	err = netd_request("stats\n", NULL, 0);
+	if (err) {
+		ld_log("recover: netd pid=%d does not answer stats: %s", (int)pid,
+		       err > 0 ? reply_error() : strerror(-err));
+		err = err > 0 ? -err : err;
+		N.state = NETD_STOPPED;
+		netd_forget();
+		goto fail;
+	}
+	if (netd_find() < 0)
+		ld_log("warning: no netd binary to restart it with: %s", N.reason);
+	N.ever_started = true;
+	N.reason[0] = '\0';
+	N.hb_last = state_heartbeat();
+	N.hb_moved_ms = mono_ms();
+	snprintf(N.last_event, sizeof(N.last_event), "adopted_from_a_previous_librettod");
+	ld_log("recover: adopted netd pid=%d (its XSK on %s, UMEM, state region and port table "
+	       "taken back; it never stopped serving)", (int)pid, cfg->nic);
+	return 0;
+fail:
+	for (int i = 0; i < 4; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	if (ctl >= 0)
+		close(ctl);
+	if (pidfd >= 0)
+		close(pidfd);
+	/* Leave N as netd_sup_start() expects to find it. */
+	if (N.dev_open)
+		dev_close(&N.dev);
+	N.dev_open = false;
+	if (N.pt_mem)
+		munmap(N.pt_mem, N.pt_size);
+	N.pt_mem = NULL;
+	if (N.pt_fd >= 0)
+		close(N.pt_fd);
+	N.pt_fd = -1;
+	if (N.sh)
+		munmap(N.sh, N.sh_len);
+	N.sh = NULL;
+	if (N.sh_fd >= 0)
+		close(N.sh_fd);
+	N.sh_fd = -1;
+	if (N.epfd >= 0)
+		close(N.epfd);
+	if (N.timer_fd >= 0)
+		close(N.timer_fd);
+	if (N.hb_fd >= 0)
+		close(N.hb_fd);
+	N.epfd = N.timer_fd = N.hb_fd = -1;
+	N.inited = false;
+	return err < 0 ? err : -EPROTO;
+}
+
+pid_t netd_sup_pid(void)
+{
+	return N.state == NETD_RUNNING ? N.pid : 0;
+}
+/* ---- end: supervisor restart ---- */
 
 int netd_sup_fd(void)
 {
@@ -1133,7 +1410,8 @@ void netd_sup_stop(void)
 		if (err)
 			ld_log("netd pid=%d did not acknowledge quit: %s", (int)pid,
 			       err > 0 ? reply_error() : strerror(-err));
-		/* Closing our end is a second way to say it: netd exits on EOF. */
+		/* netd holds a copy of our end (NETD_SUP_FD), so closing ours
+		 * brings no EOF: quit, then the pidfd, then SIGKILL decide. */
 		if (N.ctl >= 0)
 			close(N.ctl);
 		N.ctl = -1;
@@ -1150,6 +1428,10 @@ void netd_sup_stop(void)
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			format_status(st, N.last_exit, sizeof(N.last_exit));
 			ld_log("netd pid=%d stopped: %s", (int)pid, N.last_exit);
+		} else if (N.pidfd >= 0 && poll(&(struct pollfd){ .fd = N.pidfd, .events = POLLIN },
+						 1, 0) == 1) {
+			/* An adopted netd is not our child: its pidfd says it ended. */
+			ld_log("netd pid=%d stopped", (int)pid);
 		} else {
 			ld_log("netd pid=%d did not exit within %d ms of quit: killing it", (int)pid,
 			       NETD_QUIT_WAIT_MS);

@@ -25,6 +25,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <net/if.h>
 
 #include "common/kv.h"
@@ -126,6 +127,18 @@ struct app {
 	uint64_t rate_pkts, rate_pps;  /* policy: last rx+tx count, the rate */
 	uint64_t rate_ms;              /* when rate_pkts was read */
 	uint64_t above_ms, below_ms;   /* since when over high / under low, 0 not */
+	/*
+	 * Supervisor restart (tag l): the lease's secret (in the register
+	 * reply, proves a `reattach`), the start time of pid (with start_pid,
+	 * for the state record), and for a lease recovered from an earlier
+	 * librettod's record: waiting for its runtime's `reattach` until
+	 * await_until (ms), without a connection or a region meanwhile.
+	 */
+	char secret[PERSIST_SECRET_LEN + 1];
+	unsigned long long start;
+	pid_t start_pid;
+	bool awaiting;
+	uint64_t await_until;
 	bool dead;
 	struct app *next;
 };
@@ -786,6 +799,7 @@ static void on_timer(void)
 }
 
 static void cmd_register_indirect(struct conn *c, const struct kv *req);   /* tag p */
+static void cmd_reattach(struct conn *c, const struct kv *req);   /* tag l */
 static int auto_params(struct app *a, const struct kv *req, char *why, size_t len);
 
 static void cmd_register(struct conn *c, const struct kv *req)
@@ -880,6 +894,9 @@ static void app_link(struct conn *c, struct app *a)
 	S.apps = a;
 	S.napps++;
 	a->alive = true;
+	/* tag l: the secret that lets the runtime re-attach to this lease. */
+	if (persist_secret(a->secret) < 0)
+		a->secret[0] = '\0';
 	a->pid_ev.kind = EV_PIDFD;
 	a->pid_ev.owner = a;
 	if (a->pid > 0) {
@@ -962,6 +979,8 @@ static void register_finish(struct conn *c, struct app *a, int idx)
 	if (a->fallback_reason[0])
 		kv_buf_add(&b, '\n', "fallback_reason", "%s", a->fallback_reason);
 	kv_buf_add(&b, '\n', "switchable", "%d", a->switchable ? 1 : 0);
+	if (a->secret[0])
+		kv_buf_add(&b, '\n', "secret", "%s", a->secret);     /* tag l */
 	nfds = dev_fds(&a->dev, fds, CTL_MAX_FDS - 1, names);
 	fds[nfds] = a->region_fd;
 	names[nfds++] = "region";
@@ -1140,6 +1159,8 @@ ip_taken:
 		kv_buf_add(&b, '\n', "auto_low", "%u", a->auto_low);
 		kv_buf_add(&b, '\n', "auto_dwell_ms", "%u", a->auto_dwell_ms);
 	}
+	if (a->secret[0])
+		kv_buf_add(&b, '\n', "secret", "%s", a->secret);     /* tag l */
 	kv_buf_add(&b, '\n', "fds", "ring,efd_netd,efd_app,region");
 	kv_buf_add(&b, '\n', "errno", "0");
 	ind_fds(a->ind, fds);
@@ -1698,7 +1719,9 @@ static void holders_scan(void)
 /* One "app=..." line; returns its length, or 0 if it did not fit. */
 static size_t ps_line(const struct app *a, char *buf, size_t len)
 {
-	const struct libretto_region *r = a->region;
+	/* tag l: a recovered lease has no region until it re-attaches. */
+	static const struct libretto_region no_region;
+	const struct libretto_region *r = a->region ? a->region : &no_region;
 	struct region_port snap[REGION_MAX_PORTS];
 	char ports[REGION_MAX_PORTS * 12 + 2], ip[16], mac[18];
 	char holders[APP_MAX_HOLDERS * 12 + 2];
@@ -2055,6 +2078,8 @@ static void handle_request(struct conn *c, const char *text, size_t len)
 		cmd_port(c, &req);
 	else if (!strcmp(cmd, "switch"))      /* issue 6 */
 		cmd_switch(c, &req);
+	else if (!strcmp(cmd, "reattach"))    /* tag l */
+		cmd_reattach(c, &req);
 	else if (!strcmp(cmd, "switched") || !strcmp(cmd, "switch_failed") ||
 		 !strcmp(cmd, "switch_drained") || !strcmp(cmd, "switch_want"))
 		cmd_switch_event(c, cmd, &req);
@@ -2282,6 +2307,401 @@ int server_listen(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
+/* ---- begin: supervisor restart (tag l, docs/librettod.md "Restart") ---- */
+
+/*
+ * How long a lease recovered from an earlier librettod's record waits for
+ * its runtime's `reattach` (the runtime retries every 100 ms for a minute
+ * after the old connection's EOF).
+ */
+#define RECOVER_GRACE_MS 10000
+
+/* The record as last written, so that an unchanged registry is not rewritten. */
+static char recover_last[CTL_MSG_MAX];
+static size_t recover_last_len;
+static bool recover_write_failed;
+
+/*
+ * Write the state record when the registry changed: netd's pid, then one
+ * line per lease (oldest first), with what a successor needs to take the
+ * lease back (persist.c).  Called after every batch of events.
+ */
+static void recover_save(void)
+{
+	static pid_t netd_pid;
+	static unsigned long long netd_start;
+	struct app *list[512];
+	struct kv_buf b;
+	int n = 0, err;
+	pid_t np = netd_sup_pid();
+
+	if (np != netd_pid) {
+		netd_pid = np;
+		netd_start = np > 0 ? proc_start_time(np) : 0;
+	}
+	kv_buf_init(&b, S.lines, sizeof(S.lines));
+	kv_buf_add(&b, ' ', "librettod_pid", "%d", (int)getpid());
+	kv_buf_add(&b, ' ', "netd_pid", "%d", (int)netd_pid);
+	kv_buf_add(&b, ' ', "netd_start", "%llu", netd_start);
+	kv_buf_add(&b, '\n', "next_id", "%u", S.next_id);
+	for (struct app *a = S.apps; a && n < (int)(sizeof(list) / sizeof(list[0])); a = a->next)
+		list[n++] = a;
+	for (int i = n - 1; i >= 0; i--) {
+		struct app *a = list[i];
+		char ip[16];
+
+		if (a->dead || !a->secret[0])
+			continue;
+		if (a->start_pid != a->pid) {
+			a->start_pid = a->pid;
+			a->start = proc_start_time(a->pid);
+		}
+		kv_buf_add(&b, ' ', "app", "%u", a->id);
+		kv_buf_add(&b, ' ', "name", "%s", a->name);
+		kv_buf_add(&b, ' ', "pid", "%d", (int)a->pid);
+		kv_buf_add(&b, ' ', "start", "%llu", a->start);
+		kv_buf_add(&b, ' ', "uid", "%u", (unsigned)a->uid);
+		kv_buf_add(&b, ' ', "ip", "%s", ip_fmt(a->ip, ip));
+		kv_buf_add(&b, ' ', "shared", "%d", a->shared_ip ? 1 : 0);
+		kv_buf_add(&b, ' ', "mode", "%s", a->indirect ? "indirect" : "direct");
+		kv_buf_add(&b, ' ', "vf", "%s", a->vf >= 0 ? vf_name(a->vf) : "-");
+		kv_buf_add(&b, ' ', "backend", "%s", a->indirect ? "shm" :
+			   proto_backend_name(a->dev.backend));
+		kv_buf_add(&b, ' ', "switchable", "%d", a->switchable ? 1 : 0);
+		kv_buf_add(&b, ' ', "auto", "%d", a->auto_mode ? 1 : 0);
+		kv_buf_add(&b, ' ', "auto_high", "%u", a->auto_high);
+		kv_buf_add(&b, ' ', "auto_low", "%u", a->auto_low);
+		kv_buf_add(&b, ' ', "auto_dwell_ms", "%u", a->auto_dwell_ms);
+		kv_buf_add(&b, '\n', "secret", "%s", a->secret);
+	}
+	if (!kv_buf_ok(&b)) {
+		if (!recover_write_failed)
+			ld_log("warning: the state record does not fit in %zu bytes; a restarted "
+			       "librettod will not recover every lease", sizeof(S.lines));
+		recover_write_failed = true;
+		return;
+	}
+	if (b.len == recover_last_len && !memcmp(recover_last, b.p, b.len))
+		return;
+	err = persist_write(b.p, b.len);
+	if (err) {
+		if (!recover_write_failed)
+			ld_log("warning: cannot write the state record %s: %s", persist_path(),
+			       strerror(-err));
+		recover_write_failed = true;
+		return;
+	}
+	recover_write_failed = false;
+	memcpy(recover_last, b.p, b.len);
+	recover_last_len = b.len;
+}
+
+/* The VF slot named name, or -1. */
+static int recover_vf_slot(const char *name)
+{
+	for (int i = 0; i < S.vfs.n; i++)
+		if (!strcmp(S.vfs.slot[i].name, name))
+			return i;
+	return -1;
+}
+
+/*
+ * At start-up: every lease of the earlier librettod's record becomes a
+ * lease waiting for its runtime's `reattach`, holding its IP, its VF and
+ * (through its ld_ind) its ports meanwhile.  One whose process is gone is
+ * released at the first tick, which also undoes what it left behind (the
+ * XSK program on its VF, its ports, netd's rings).
+ */
+static void recover_apps(void)
+{
+	const struct persist_rec *rec = persist_loaded();
+	pid_t np = netd_sup_pid();
+	bool netd_adopted = rec && np > 0 && np == rec->netd_pid;
+	uint64_t now = now_ms();
+
+	if (!rec)
+		return;
+	if (rec->next_id > S.next_id)
+		S.next_id = rec->next_id;
+	for (int i = 0; i < rec->napps; i++) {
+		const struct persist_app *pa = &rec->apps[i];
+		enum proto_backend be = !strcmp(pa->backend, "afpacket") ? PROTO_BACKEND_AFPACKET :
+					PROTO_BACKEND_AFXDP;
+		char why[256], ip[16];
+		struct app *a;
+		int err;
+
+		if (app_by_id(pa->id)) {
+			ld_log("recover: app=%u appears twice in the record; ignoring the second",
+			       pa->id);
+			continue;
+		}
+		a = calloc(1, sizeof(*a));
+		if (!a) {
+			ld_log("recover: out of memory for app=%u", pa->id);
+			continue;
+		}
+		a->pidfd = -1;
+		a->region_fd = -1;
+		a->vf = -1;
+		dev_init(&a->dev);
+		a->id = pa->id;
+		snprintf(a->name, sizeof(a->name), "%s", pa->name);
+		a->pid = pa->pid;
+		a->start = pa->start;
+		a->start_pid = pa->pid;
+		a->uid = pa->uid;
+		a->ip = pa->ip;
+		a->shared_ip = pa->shared_ip;
+		a->indirect = pa->indirect;
+		a->switchable = pa->switchable;
+		a->auto_mode = pa->auto_mode;
+		a->auto_high = pa->auto_high;
+		a->auto_low = pa->auto_low;
+		a->auto_dwell_ms = pa->auto_dwell_ms;
+		memcpy(a->secret, pa->secret, sizeof(a->secret));
+		if (!a->shared_ip && ip_pool_take(&S.ips, a->ip) < 0) {
+			ld_log("recover: app=%u name=%s: ip %s is not in the pool (or taken twice); "
+			       "not recovered", a->id, a->name, ip_fmt(a->ip, ip));
+			free(a);
+			continue;
+		}
+		if (pa->vf[0]) {
+			int idx = recover_vf_slot(pa->vf);
+
+			if (idx < 0 || S.vfs.slot[idx].owner) {
+				ld_log("recover: app=%u name=%s: VF %s is not librettod's or taken "
+				       "twice", a->id, a->name, pa->vf);
+			} else if ((err = dev_adopt(&a->dev, pa->vf, be, -1, -1)) < 0) {
+				ld_log("recover: app=%u name=%s: VF %s: %s", a->id, a->name, pa->vf,
+				       strerror(-err));
+			} else {
+				a->vf = idx;
+				S.vfs.slot[idx].owner = a->id;
+			}
+		}
+		if (a->indirect) {
+			uint8_t m[6];
+
+			netd_sup_mac(m);
+			memcpy(a->dev.mac, m, 6);
+		}
+		if ((a->indirect || a->switchable) && netd_sup_porttab() &&
+		    ind_recover(a->id, a->name, a->ip, netd_adopted && a->indirect, &a->ind, why,
+				sizeof(why)) < 0)
+			ld_log("recover: app=%u name=%s: %s", a->id, a->name, why);
+		a->awaiting = true;
+		a->await_until = now + RECOVER_GRACE_MS;
+		a->mode_since_ms = now;
+		snprintf(a->mode_why, sizeof(a->mode_why), "recovered");
+		a->next = S.apps;
+		S.apps = a;
+		S.napps++;
+		a->pid_ev.kind = EV_PIDFD;
+		a->pid_ev.owner = a;
+		a->alive = proc_same(a->pid, a->start);
+		if (a->alive) {
+			a->pidfd = pidfd_open_pid(a->pid);
+			if (a->pidfd >= 0) {
+				struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &a->pid_ev };
+
+				if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, a->pidfd, &ev) < 0) {
+					close(a->pidfd);
+					a->pidfd = -1;
+				}
+			}
+		}
+		ld_log("recover: app=%u name=%s pid=%d (%s) mode=%s ip=%s vf=%s: %s", a->id, a->name,
+		       (int)a->pid, a->alive ? "alive" : "gone", a->indirect ? "indirect" : "direct",
+		       ip_fmt(a->ip, ip), a->vf >= 0 ? vf_name(a->vf) : "-",
+		       a->alive ? "waiting for its runtime to re-attach" : "releasing it");
+	}
+}
+
+/* Every POLICY_TICK_MS: recovered leases that are gone or did not come back. */
+static void recover_tick(void)
+{
+	uint64_t now = now_ms();
+	struct app *next;
+
+	for (struct app *a = S.apps; a; a = next) {
+		next = a->next;
+		if (!a->awaiting || a->dead)
+			continue;
+		if (!a->alive)
+			app_release(a, "recovered, but its process is gone");
+		else if (now >= a->await_until)
+			app_release(a, "recovered, but its runtime did not re-attach within the "
+				    "grace period");
+	}
+}
+
+/* Parse "N,N,..." (at most max numbers); how many, or -EINVAL. */
+static int recover_fd_list(const char *s, int *out, int max)
+{
+	int n = 0;
+
+	while (s && *s) {
+		char *end;
+		long v = strtol(s, &end, 10);
+
+		if (end == s || v < 0 || v > INT32_MAX || n == max)
+			return -EINVAL;
+		out[n++] = (int)v;
+		if (*end == ',')
+			end++;
+		else if (*end)
+			return -EINVAL;
+		s = end;
+	}
+	return n;
+}
+
+/*
+ * "reattach id= secret= mode= fds=N,... region=N" from a runtime whose
+ * lease connection reached EOF (librettod restarted).  The descriptor
+ * numbers are the sender's: librettod copies them with pidfd_getfd() (it is
+ * root), checks them and takes the lease back on this connection.
+ */
+static void cmd_reattach(struct conn *c, const struct kv *req)
+{
+	const char *mode = kv_get(req, "mode"), *secret = kv_get(req, "secret");
+	int nums[CTL_MAX_FDS], got[CTL_MAX_FDS], n, ngot = 0, pidfd = -1, rfd = -1, err;
+	struct libretto_region *r = NULL;
+	unsigned long id = 0, region = 0;
+	bool to_indirect;
+	struct app *a;
+	char why[256];
+
+	if (kv_get_ulong(req, "id", &id) < 0 || kv_get_ulong(req, "region", &region) < 0 ||
+	    region > INT32_MAX || !mode || (strcmp(mode, "direct") && strcmp(mode, "indirect")) ||
+	    (n = recover_fd_list(kv_get(req, "fds"), nums, CTL_MAX_FDS)) < 0) {
+		reply_err(c, EINVAL, "reattach needs id=, secret=, mode=direct|indirect, fds=N,... "
+			  "and region=N");
+		return;
+	}
+	a = app_by_id((unsigned)id);
+	if (c->app) {
+		reply_err(c, EALREADY, "this connection already holds lease app=%u", c->app->id);
+		return;
+	}
+	if (!a || !a->awaiting || !persist_secret_eq(secret, a->secret) ||
+	    (c->uid != 0 && c->uid != a->uid)) {
+		ld_log("reattach app=%lu from pid=%d uid=%u refused: %s", id, (int)c->pid,
+		       (unsigned)c->uid, !a ? "no such lease" : !a->awaiting ? "not waiting" :
+		       "wrong secret or uid");
+		reply_err(c, EACCES, "no lease app=%lu waits for this reattach (unknown id, not "
+			  "recovered, or wrong secret)", id);
+		return;
+	}
+	to_indirect = !strcmp(mode, "indirect");
+	if ((to_indirect && (!a->ind || n != 3)) ||
+	    (!to_indirect && (a->vf < 0 || n != (a->dev.backend == PROTO_BACKEND_AFPACKET ? 1 : 2)))) {
+		snprintf(why, sizeof(why), "mode=%s with %d descriptors does not match the "
+			 "recovered lease (vf=%s, rings=%s)", mode, n, a->vf >= 0 ? vf_name(a->vf) : "-",
+			 a->ind ? "yes" : "no");
+		goto refuse;
+	}
+	pidfd = pidfd_open_pid(c->pid);
+	if (pidfd < 0) {
+		snprintf(why, sizeof(why), "pidfd_open(%d): %s", (int)c->pid, strerror(-pidfd));
+		goto refuse;
+	}
+	rfd = persist_getfd(pidfd, (int)region);
+	for (; ngot < n; ngot++) {
+		got[ngot] = persist_getfd(pidfd, nums[ngot]);
+		if (got[ngot] < 0)
+			break;
+	}
+	if (rfd < 0 || ngot < n) {
+		snprintf(why, sizeof(why), "cannot take the descriptors back from pid %d: %s",
+			 (int)c->pid, strerror(-(rfd < 0 ? rfd : got[ngot])));
+		goto refuse;
+	}
+	{
+		struct stat st;
+
+		if (fstat(rfd, &st) < 0 || st.st_size != LIBRETTO_REGION_SIZE ||
+		    (r = mmap(NULL, LIBRETTO_REGION_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, rfd,
+			      0)) == MAP_FAILED || r->magic != LIBRETTO_REGION_MAGIC) {
+			if (r && r != MAP_FAILED)
+				munmap(r, LIBRETTO_REGION_SIZE);
+			r = NULL;
+			snprintf(why, sizeof(why), "region=%lu is not a libretto region", region);
+			goto refuse;
+		}
+	}
+	if (to_indirect) {
+		err = ind_adopt_rings(a->ind, got[0], got[1], got[2], why, sizeof(why));
+		ngot = 0;          /* owned (or closed) by ind_adopt_rings */
+		if (err)
+			goto refuse;
+	} else {
+		int xsk = got[0], umem = n > 1 ? got[1] : -1;
+		int dom = -1;
+		socklen_t dl = sizeof(dom);
+
+		getsockopt(xsk, SOL_SOCKET, SO_DOMAIN, &dom, &dl);
+		if (dom != (a->dev.backend == PROTO_BACKEND_AFPACKET ? AF_PACKET : AF_XDP)) {
+			snprintf(why, sizeof(why), "the path's first descriptor is not the %s "
+				 "socket", proto_backend_name(a->dev.backend));
+			goto refuse;
+		}
+		err = dev_adopt(&a->dev, vf_name(a->vf), a->dev.backend, xsk, umem);
+		ngot = 0;          /* owned (or closed) by dev_adopt */
+		if (err) {
+			snprintf(why, sizeof(why), "VF %s: %s", vf_name(a->vf), strerror(-err));
+			goto refuse;
+		}
+	}
+	a->indirect = to_indirect;
+	a->region_fd = rfd;
+	a->region = r;
+	a->awaiting = false;
+	a->conn = c;
+	c->app = a;
+	a->peer_ino = conn_peer_ino(c->fd);
+	if (a->pid != c->pid) {
+		/* Another process of the application runs the stack now. */
+		if (a->pidfd >= 0) {
+			epoll_del(a->pidfd);
+			close(a->pidfd);
+		}
+		a->pid = c->pid;
+		a->pidfd = pidfd;
+		pidfd = -1;
+		{
+			struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &a->pid_ev };
+
+			if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, a->pidfd, &ev) < 0) {
+				close(a->pidfd);
+				a->pidfd = -1;
+			}
+		}
+		a->alive = true;
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	snprintf(a->mode_why, sizeof(a->mode_why), "reattached");
+	ld_log("reattach app=%u name=%s pid=%d mode=%s ip=%s vf=%s: the lease is back on a new "
+	       "connection", a->id, a->name, (int)a->pid, mode, ip_fmt(a->ip, why),
+	       a->vf >= 0 ? vf_name(a->vf) : "-");
+	send_reply(c, "errno=0\n", 8, NULL, 0);
+	return;
+refuse:
+	for (int i = 0; i < ngot; i++)
+		close(got[i]);
+	if (r)
+		munmap(r, LIBRETTO_REGION_SIZE);
+	if (rfd >= 0)
+		close(rfd);
+	if (pidfd >= 0)
+		close(pidfd);
+	ld_log("reattach app=%u name=%s from pid=%d refused: %s", a->id, a->name, (int)c->pid, why);
+	reply_err(c, EPROTO, "reattach app=%u: %s", a->id, why);
+}
+/* ---- end: supervisor restart ---- */
+
 static int server_setup(const struct ld_config *cfg, int listen_fd)
 {
 	struct epoll_event ev;
@@ -2358,11 +2778,15 @@ static int server_setup(const struct ld_config *cfg, int listen_fd)
 		if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, netd_sup_fd(), &ev) < 0)
 			return -errno;
 	}
+	recover_apps();                      /* tag l */
+	recover_save();
 	return 0;
 }
 
 static void server_teardown(void)
 {
+	/* tag l: an orderly stop leaves nothing to recover. */
+	persist_remove();
 	/* netd first (tag s): it stops using the NIC before anything goes. */
 	netd_sup_stop();
 	while (S.apps)
@@ -2437,6 +2861,7 @@ int server_run(const struct ld_config *cfg, int listen_fd)
 				break;
 			case EV_POLICY:
 				on_policy();
+				recover_tick();      /* tag l */
 				break;
 			case EV_PIDFD: {
 				struct app *a = e->owner;
@@ -2448,6 +2873,7 @@ int server_run(const struct ld_config *cfg, int listen_fd)
 			}
 		}
 		graveyard_free();
+		recover_save();              /* tag l */
 	}
 	server_teardown();
 	ld_log("stopped");

@@ -1,5 +1,6 @@
 /* The in-process TCP/IP stack: lwIP's start, its one netif, and the progress thread. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -10,7 +11,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -92,6 +95,11 @@ struct stack {
 	atomic_bool path_failed; /* the current path reported an error (rx thread) */
 	bool want_sent;          /* switch_want sent for this path */
 	bool ctl_dead;           /* librettod closed the lease connection */
+	/* Supervisor restart (tag l): re-attaching to the lease after EOF. */
+	uint64_t reattach_until_ns;   /* 0: not trying */
+	uint64_t reattach_next_ns;    /* next connection attempt */
+	uint64_t reattach_sent_ns;    /* when the pending request went out */
+	int reattach_fd;              /* the pending connection, -1 none */
 	pid_t ctl_hold_ppid;     /* a keeper: not ours while this parent lives */
 	bool keeper_drained;     /* a keeper dropped the old path: tell librettod */
 	uint64_t ctl_next_ns;    /* next look at the lease connection under load */
@@ -1241,6 +1249,8 @@ static void stack_switch_tell(const char *text)
 	stack_unlock();
 }
 
+static void stack_reattach_begin(void);   /* tag l */
+
 /* Read an order if one is waiting on the lease connection (or see that
  * librettod closed it).  Without locks held. */
 static void stack_ctl_poll(void)
@@ -1268,8 +1278,10 @@ static void stack_ctl_poll(void)
 		goto out;
 	if (n <= 0) {
 		/* librettod is gone: the application runs on; nothing more
-		 * can be switched, and nothing wakes us here any more. */
+		 * can be switched until a new librettod takes the lease back
+		 * (stack_reattach_service, tag l). */
 		stack.ctl_dead = true;
+		stack_reattach_begin();
 		goto out;
 	}
 	if (strncmp(buf, "order=", 6) == 0) {
@@ -1409,6 +1421,151 @@ static void stack_switch_do(char *text, int *fds, int nfds)
 	stack_switch_tell(buf);
 }
 
+/* ------------------------------------------- supervisor restart (tag l) */
+
+/*
+ * When librettod dies (or is restarted) the lease connection reaches EOF,
+ * but the lease lives on: a new librettod recovers it from its state record
+ * and waits for us to re-attach (docs/librettod.md, "Restart").  The
+ * progress thread connects to the control socket every
+ * REATTACH_PERIOD_NS for at most REATTACH_FOR_NS, never blocking: the
+ * connection is non-blocking and the reply is looked for at each turn.  On
+ * success the new connection takes the old one's private descriptor number
+ * (dup3), so nothing else in the runtime changes; the port claims are sent
+ * again (idempotent) because direct mode let binds go unclaimed meanwhile.
+ */
+#define REATTACH_FOR_NS 60000000000ull
+#define REATTACH_PERIOD_NS 100000000ull
+#define REATTACH_REPLY_NS 2000000000ull
+
+static void stack_reattach_begin(void)
+{
+	if (!kv_get(&stack.lease.kv, "secret") || !kv_get(&stack.lease.kv, "id"))
+		return;    /* an older librettod: it cannot take us back */
+	stack.reattach_fd = -1;
+	stack.reattach_next_ns = now_ns();
+	stack.reattach_until_ns = stack.reattach_next_ns + REATTACH_FOR_NS;
+	fprintf(stderr, "libretto: librettod closed the lease connection; running on, and "
+		"re-attaching when a new librettod is up\n");
+}
+
+static void stack_reattach_drop(void)
+{
+	if (stack.reattach_fd >= 0)
+		real.close(stack.reattach_fd);
+	stack.reattach_fd = -1;
+}
+
+/* Connect and send the request; the reply is read at a later turn. */
+static void stack_reattach_send(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = stack_lease_ctl_path();
+	char text[512], fds[CTL_MAX_FDS * 12];
+	size_t used = 0;
+	int fd, n;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return;
+	strcpy(sa.sun_path, path);
+	fd = real.socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return;
+	if (real.connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		/* No librettod yet (ENOENT, ECONNREFUSED) or its backlog is full. */
+		real.close(fd);
+		return;
+	}
+	fds[0] = '\0';
+	for (int i = 0; i < stack.ncur_fds && used < sizeof(fds); i++)
+		used += (size_t)snprintf(fds + used, sizeof(fds) - used, "%s%d", i ? "," : "",
+					 stack.cur_fds[i]);
+	n = snprintf(text, sizeof(text), "reattach\nid=%s\nsecret=%s\nmode=%s\nfds=%s\nregion=%d\n",
+		     kv_get(&stack.lease.kv, "id"), kv_get(&stack.lease.kv, "secret"), stack.mode,
+		     fds, stack.lease.region_fd);
+	if (n <= 0 || (size_t)n >= sizeof(text) || ctl_send(fd, text, (size_t)n, NULL, 0) < 0) {
+		real.close(fd);
+		return;
+	}
+	stack.reattach_fd = fd;
+	stack.reattach_sent_ns = now_ns();
+}
+
+/* The reply came: errno=0 puts the connection in the lease's place. */
+static void stack_reattach_reply(void)
+{
+	char rep[512];
+	int fds[CTL_MAX_FDS], nfds = CTL_MAX_FDS, n, err, flags;
+	const char *e;
+
+	n = ctl_recv(stack.reattach_fd, rep, sizeof(rep), fds, &nfds);
+	if (n == -EAGAIN)
+		return;
+	for (int i = 0; n > 0 && i < nfds; i++)
+		real.close(fds[i]);
+	e = n > 0 ? strstr(rep, "errno=") : NULL;
+	err = e ? atoi(e + 6) : -1;
+	if (err != 0) {
+		stack_reattach_drop();
+		if (err > 0) {
+			/* This librettod does not know the lease: no point in asking again. */
+			e = strstr(rep, "error=");
+			fprintf(stderr, "libretto: the new librettod refused to take the lease back "
+				"(%.*s); running on without it\n", e ? (int)strcspn(e + 6, "\n") : 5,
+				e ? e + 6 : "errno");
+			stack.reattach_until_ns = 0;
+		}
+		return;
+	}
+	flags = real.fcntl(stack.reattach_fd, F_GETFL, 0);
+	if (flags >= 0)
+		real.fcntl(stack.reattach_fd, F_SETFL, flags & ~O_NONBLOCK);
+	stack_lock();
+	if (real.dup3(stack.reattach_fd, stack.lease.ctl_fd, O_CLOEXEC) < 0) {
+		stack_unlock();
+		fprintf(stderr, "libretto: re-attaching to the lease: dup3: %s\n", strerror(errno));
+		stack_reattach_drop();
+		return;
+	}
+	stack_reattach_drop();
+	stack.ctl_dead = false;
+	stack.reattach_until_ns = 0;
+	/* Binds of direct mode went unclaimed while librettod was away. */
+	if (stack.switchable || stack.lease.ops == &nic_shm_ops)
+		for (int i = 0; i < stack_nclaims; i++)
+			(void)stack_port_rpc("add", stack_claims[i].proto, stack_claims[i].port);
+	stack_unlock();
+	fprintf(stderr, "libretto: re-attached to the lease (librettod restarted)\n");
+}
+
+/* From the progress thread while the lease connection is dead. */
+static void stack_reattach_service(void)
+{
+	uint64_t now = now_ns();
+
+	if (!stack.reattach_until_ns)
+		return;
+	if (stack.reattach_fd >= 0) {
+		struct pollfd p = { .fd = stack.reattach_fd, .events = POLLIN };
+
+		if (real.poll(&p, 1, 0) > 0)
+			stack_reattach_reply();
+		else if (now - stack.reattach_sent_ns >= REATTACH_REPLY_NS)
+			stack_reattach_drop();
+		return;
+	}
+	if (now >= stack.reattach_until_ns) {
+		stack.reattach_until_ns = 0;
+		fprintf(stderr, "libretto: no librettod took the lease back within %llu s; running "
+			"on without it\n", REATTACH_FOR_NS / 1000000000ull);
+		return;
+	}
+	if (now < stack.reattach_next_ns)
+		return;
+	stack.reattach_next_ns = now + REATTACH_PERIOD_NS;
+	stack_reattach_send();
+}
+
 /* From the progress thread at every turn: orders, the old path's drain,
  * and a failed path's request to move.  readable: poll saw the lease
  * connection readable. */
@@ -1417,6 +1574,8 @@ static void stack_switch_service(bool readable)
 	uint64_t now = now_ns();
 	bool pending;
 
+	if (stack.ctl_dead)
+		stack_reattach_service();      /* tag l */
 	if (readable || (stack.switchable && now >= stack.ctl_next_ns)) {
 		stack.ctl_next_ns = now + SWITCH_CTL_PERIOD_NS;
 		stack_ctl_poll();

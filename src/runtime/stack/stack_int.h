@@ -42,6 +42,10 @@ int stack_lease_move_fds(struct stack_lease *l);
 
 void stack_lease_free(struct stack_lease *l);
 
+/* The control socket path in force when the lease was read (supervisor
+ * restart re-attaches there even if the program changed its environment). */
+const char *stack_lease_ctl_path(void);
+
 /* "aa:bb:cc:dd:ee:ff" of a unicast station; 0 or -EINVAL. */
 int stack_lease_mac(const char *s, uint8_t mac[6]);
 

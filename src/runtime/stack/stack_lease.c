@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <arpa/inet.h>
 
+#include "common/kv.h"
 #include "libretto/ctl.h"
 #include "ipx/real.h"
 #include "stack/stack.h"
@@ -265,6 +266,15 @@ static int lease_validate(struct stack_lease *l)
 	return 0;
 }
 
+/* The control socket of the librettod that gave the lease (tag l), taken
+ * before the program can change its environment (nginx clears it). */
+static char stack_ctl_sock[108];
+
+const char *stack_lease_ctl_path(void)
+{
+	return stack_ctl_sock[0] ? stack_ctl_sock : ctl_path();
+}
+
 int stack_lease_read(struct stack_lease *l)
 {
 	const char *env = getenv(LIBRETTO_LEASE_ENV);
@@ -275,6 +285,7 @@ int stack_lease_read(struct stack_lease *l)
 	l->region_fd = l->ctl_fd = -1;
 	if (!env)
 		return -ENOENT;
+	snprintf(stack_ctl_sock, sizeof(stack_ctl_sock), "%s", ctl_path());
 	text = strdup(env);
 	/* Whatever happens next, children of this program must not inherit
 	 * the lease or the runtime. */
