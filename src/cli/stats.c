@@ -67,10 +67,44 @@ static bool stats_line_kv(const char *line, size_t len, char *key, size_t cap, c
 	return true;
 }
 
+/*
+ * Per-application records ("app=<id> k=v ..." of netd, "switch=<id> ..." of
+ * librettod), keyed by idkey: a JSON array of objects with "id" first, or
+ * one text line each.
+ */
+static void stats_rows(struct kv *rows, int n, const char *idkey, bool json)
+{
+	if (json)
+		printf("[");
+	for (int i = 0; i < n; i++) {
+		if (json) {
+			printf("%s{\"id\":", i ? "," : "");
+			stats_json_value(kv_get(&rows[i], idkey));
+		} else {
+			printf("  app %s:", kv_get(&rows[i], idkey));
+		}
+		for (int k = 0; k < rows[i].n; k++) {
+			if (!strcmp(rows[i].pair[k].key, idkey))
+				continue;
+			if (json) {
+				printf(",");
+				cli_json_str(stdout, rows[i].pair[k].key);
+				printf(":");
+				stats_json_value(rows[i].pair[k].value);
+			} else {
+				printf(" %s=%s", rows[i].pair[k].key, rows[i].pair[k].value);
+			}
+		}
+		printf(json ? "}" : "\n");
+	}
+	if (json)
+		printf("]");
+}
+
 int cmd_stats(int argc, char **argv)
 {
 	static char reply[CTL_MSG_MAX];
-	static struct kv apps[STATS_MAX_APPS], sw[STATS_MAX_APPS];
+	static struct kv rows_apps[STATS_MAX_APPS], rows_sw[STATS_MAX_APPS];
 	char pid[32] = "?", restarts[32] = "?";
 	bool json = false, first = true;
 	int c, fd, n, e, napps = 0, nsw = 0;
@@ -118,12 +152,12 @@ int cmd_stats(int argc, char **argv)
 		eol = strchr(line, '\n');
 		len = eol ? (size_t)(eol - line) : strlen(line);
 		if (len >= 4 && strncmp(line, "app=", 4) == 0) {
-			if (napps < STATS_MAX_APPS && kv_parse(&apps[napps], line, len) == 0)
+			if (napps < STATS_MAX_APPS && kv_parse(&rows_apps[napps], line, len) == 0)
 				napps++;
 			continue;
 		}
 		if (len >= 7 && strncmp(line, "switch=", 7) == 0) {
-			if (nsw < STATS_MAX_APPS && kv_parse(&sw[nsw], line, len) == 0)
+			if (nsw < STATS_MAX_APPS && kv_parse(&rows_sw[nsw], line, len) == 0)
 				nsw++;
 			continue;
 		}
@@ -146,56 +180,20 @@ int cmd_stats(int argc, char **argv)
 		first = false;
 	}
 	if (json) {
-		printf("},\"apps\":[");
-		for (int i = 0; i < napps; i++) {
-			printf("%s{\"id\":", i ? "," : "");
-			stats_json_value(kv_get(&apps[i], "app"));
-			for (int k = 0; k < apps[i].n; k++) {
-				if (!strcmp(apps[i].pair[k].key, "app"))
-					continue;
-				printf(",");
-				cli_json_str(stdout, apps[i].pair[k].key);
-				printf(":");
-				stats_json_value(apps[i].pair[k].value);
-			}
-			printf("}");
-		}
-		printf("],\"switching\":[");
-		for (int i = 0; i < nsw; i++) {
-			printf("%s{\"id\":", i ? "," : "");
-			stats_json_value(kv_get(&sw[i], "switch"));
-			for (int k = 0; k < sw[i].n; k++) {
-				if (!strcmp(sw[i].pair[k].key, "switch"))
-					continue;
-				printf(",");
-				cli_json_str(stdout, sw[i].pair[k].key);
-				printf(":");
-				stats_json_value(sw[i].pair[k].value);
-			}
-			printf("}");
-		}
-		printf("]}\n");
+		printf("},\"apps\":");
+		stats_rows(rows_apps, napps, "app", true);
+		printf(",\"switching\":");
+		stats_rows(rows_sw, nsw, "switch", true);
+		printf("}\n");
 	} else {
 		printf("applications behind netd: %d\n", napps);
-		for (int i = 0; i < napps; i++) {
-			printf("  app %s:", kv_get(&apps[i], "app"));
-			for (int k = 0; k < apps[i].n; k++)
-				if (strcmp(apps[i].pair[k].key, "app"))
-					printf(" %s=%s", apps[i].pair[k].key, apps[i].pair[k].value);
-			printf("\n");
-		}
+		stats_rows(rows_apps, napps, "app", false);
 		printf("switchable applications: %d\n", nsw);
-		for (int i = 0; i < nsw; i++) {
-			printf("  app %s:", kv_get(&sw[i], "switch"));
-			for (int k = 0; k < sw[i].n; k++)
-				if (strcmp(sw[i].pair[k].key, "switch"))
-					printf(" %s=%s", sw[i].pair[k].key, sw[i].pair[k].value);
-			printf("\n");
-		}
+		stats_rows(rows_sw, nsw, "switch", false);
 	}
 	for (int i = 0; i < napps; i++)
-		kv_free(&apps[i]);
+		kv_free(&rows_apps[i]);
 	for (int i = 0; i < nsw; i++)
-		kv_free(&sw[i]);
+		kv_free(&rows_sw[i]);
 	return CLI_EXIT_OK;
 }

@@ -42,59 +42,44 @@ const char cmd_switch_usage[] =
 	"mode needs a free VF.  Exit status: 0 switched, 1 refused or failed (the\n"
 	"reason on stderr), 2 usage.\n";
 
-/* The ps line of application id, parsed into kv; 0, -ENOENT or -errno. */
-static int switch_ps_app(const char *id, struct kv *kv)
-{
-	static char reply[CTL_MSG_MAX];
-	char want[48];
-	int fd, n;
-
-	fd = cli_ctl_open(true);
-	if (fd < 0)
-		return fd;
-	n = cli_ctl_call(fd, "ps\n", reply, sizeof(reply), NULL, NULL, 5000);
-	close(fd);
-	if (n < 0)
-		return n;
-	snprintf(want, sizeof(want), "app=%s ", id);
-	for (const char *line = reply, *eol; line && *line; line = eol ? eol + 1 : NULL) {
-		size_t len;
-
-		eol = strchr(line, '\n');
-		len = eol ? (size_t)(eol - line) : strlen(line);
-		if (strncmp(line, want, strlen(want)) == 0)
-			return kv_parse(kv, line, len) < 0 ? -ENOMEM : 0;
-	}
-	return -ENOENT;
-}
-
-/* The id of APP (a name or an id) from ps, into id. */
-static int switch_resolve(const char *app, char *id, size_t cap)
+/*
+ * The ps record of the application whose id is ref (or, with names, whose
+ * name is ref: the newest of that name, as librettod picks), parsed into
+ * kv (the caller frees it).  0, -ENOENT, -ECONNREFUSED when librettod is
+ * not running (said on stderr unless quiet), or -errno when it does not
+ * answer.
+ */
+static int switch_ps_find(const char *ref, bool names, bool quiet, struct kv *kv)
 {
 	static char reply[CTL_MSG_MAX];
 	int fd, n, found = -ENOENT;
 
-	fd = cli_ctl_open(false);
+	fd = cli_ctl_open(quiet);
 	if (fd < 0)
-		return fd;
+		return -ECONNREFUSED;	/* said by cli_ctl_open unless quiet */
 	n = cli_ctl_call(fd, "ps\n", reply, sizeof(reply), NULL, NULL, 5000);
 	close(fd);
 	if (n < 0)
 		return n;
 	for (const char *line = reply, *eol; line && *line; line = eol ? eol + 1 : NULL) {
-		struct kv kv;
+		struct kv row;
+		const char *id, *name;
 		size_t len;
 
 		eol = strchr(line, '\n');
 		len = eol ? (size_t)(eol - line) : strlen(line);
-		if (strncmp(line, "app=", 4) != 0 || kv_parse(&kv, line, len) < 0)
+		if (strncmp(line, "app=", 4) != 0 || kv_parse(&row, line, len) < 0)
 			continue;
-		if (!strcmp(kv_get(&kv, "app") ? kv_get(&kv, "app") : "", app) ||
-		    !strcmp(kv_get(&kv, "name") ? kv_get(&kv, "name") : "", app)) {
-			snprintf(id, cap, "%s", kv_get(&kv, "app"));
-			found = 0;  /* the last (newest) of a name, as librettod picks */
+		id = kv_get(&row, "app");
+		name = kv_get(&row, "name");
+		if ((id && !strcmp(id, ref)) || (names && name && !strcmp(name, ref))) {
+			if (found == 0)
+				kv_free(kv);
+			*kv = row;    /* the list is oldest first: keep the last */
+			found = 0;
+		} else {
+			kv_free(&row);
 		}
-		kv_free(&kv);
 	}
 	return found;
 }
@@ -127,15 +112,21 @@ int cmd_switch(int argc, char **argv)
 	mode = argv[optind + 1];
 	if (strcmp(mode, "direct") && strcmp(mode, "indirect") && strcmp(mode, "auto"))
 		return cli_usage_err("switch", "unknown mode '%s' (direct, indirect or auto)", mode);
-	e = switch_resolve(app, id, sizeof(id));
-	if (e == -ENOENT) {
-		cli_err("no application '%s' (`libretto ps` lists them)", app);
-		return CLI_EXIT_FAIL;
-	}
-	if (e < 0) {
-		if (e != -ECONNREFUSED && e != -ENOENT)
-			cli_err("librettod did not answer `ps`: %s", strerror(-e));
-		return CLI_EXIT_FAIL;
+	{
+		struct kv row;
+
+		e = switch_ps_find(app, true, false, &row);
+		if (e == -ENOENT) {
+			cli_err("no application '%s' (`libretto ps` lists them)", app);
+			return CLI_EXIT_FAIL;
+		}
+		if (e < 0) {
+			if (e != -ECONNREFUSED)
+				cli_err("librettod did not answer `ps`: %s", strerror(-e));
+			return CLI_EXIT_FAIL;
+		}
+		snprintf(id, sizeof(id), "%s", kv_get(&row, "app"));
+		kv_free(&row);
 	}
 	fd = cli_ctl_open(false);
 	if (fd < 0)
@@ -160,7 +151,7 @@ int cmd_switch(int argc, char **argv)
 		struct kv kv;
 		const struct timespec step = { 0, 20 * 1000000L };
 
-		e = switch_ps_app(id, &kv);
+		e = switch_ps_find(id, false, true, &kv);
 		if (e == -ENOENT) {
 			cli_err("app=%s is gone (it exited during the switch)", id);
 			return CLI_EXIT_FAIL;

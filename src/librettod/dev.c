@@ -502,23 +502,37 @@ int dev_fds(const struct ld_dev *d, int *fds, int max, const char **names)
 	return n;
 }
 
-int region_create(const char *name, int *fd_out, struct libretto_region **map_out)
+int ld_sealed_map(const char *name, size_t size, int *fd_out, void **mem_out)
 {
-	char memname[96];
-	struct libretto_region *r;
-	int fd;
+	int fd = sealed_memfd(name, size);
+	void *mem;
 
-	snprintf(memname, sizeof(memname), "libretto-region-%s", name);
-	fd = sealed_memfd(memname, LIBRETTO_REGION_SIZE);
 	if (fd < 0)
 		return fd;
-	r = mmap(NULL, LIBRETTO_REGION_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (r == MAP_FAILED) {
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (mem == MAP_FAILED) {
 		int err = -errno;
 
 		close(fd);
 		return err;
 	}
+	*fd_out = fd;
+	*mem_out = mem;
+	return 0;
+}
+
+int region_create(const char *name, int *fd_out, struct libretto_region **map_out)
+{
+	char memname[96];
+	struct libretto_region *r;
+	void *mem;
+	int fd, err;
+
+	snprintf(memname, sizeof(memname), "libretto-region-%s", name);
+	err = ld_sealed_map(memname, LIBRETTO_REGION_SIZE, &fd, &mem);
+	if (err)
+		return err;
+	r = mem;
 	/* Nobody else has the descriptor yet, so plain stores are enough. */
 	r->magic = LIBRETTO_REGION_MAGIC;
 	r->version = LIBRETTO_REGION_VERSION;

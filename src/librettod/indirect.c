@@ -75,28 +75,15 @@ static int ind_region_create(struct ld_ind *x)
 
 	if (len == 0)
 		return -EINVAL;
-	fd = memfd_create("libretto-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)len) < 0) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (mem == MAP_FAILED) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	err = ring_region_init(mem, len, LD_IND_NFRAMES, LD_IND_FRAME_SIZE, LD_IND_RING_SIZE);
 	/*
 	 * The seals keep the application from truncating the region under
 	 * netd (SIGBUS in the server) or growing it; F_SEAL_SEAL keeps it from
 	 * adding F_SEAL_WRITE, which would fail netd's writable mapping.
 	 */
-	if (!err && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-		err = -errno;
+	err = ld_sealed_map("libretto-ring", len, &fd, &mem);
+	if (err)
+		return err;
+	err = ring_region_init(mem, len, LD_IND_NFRAMES, LD_IND_FRAME_SIZE, LD_IND_RING_SIZE);
 	if (err) {
 		munmap(mem, len);
 		close(fd);

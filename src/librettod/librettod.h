@@ -97,6 +97,12 @@ int dev_fds(const struct ld_dev *d, int *fds, int max, const char **names);
 /* Route libxdp's messages to the log; mount bpffs if it is missing. */
 void dev_global_init(void);
 
+/*
+ * A memfd of size bytes, sealed against shrinking, growing and further
+ * seals (so a peer can neither truncate it under us nor forbid our
+ * writable mapping), mapped shared read-write: 0 or -errno.
+ */
+int ld_sealed_map(const char *name, size_t size, int *fd_out, void **mem_out);
 /* A region memfd of LIBRETTO_REGION_SIZE, initialised and size-sealed. */
 struct libretto_region;
 int region_create(const char *name, int *fd_out, struct libretto_region **map_out);

@@ -194,25 +194,14 @@ static int netd_find(void)
 /* The port table: a sealed memfd librettod writes and netd maps read-only. */
 static int porttab_setup(void)
 {
+	void *mem;
 	int fd, err;
 
 	N.pt_size = porttab_size(NETD_PORTTAB_SLOTS);
-	fd = memfd_create("libretto-porttab", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)N.pt_size) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-		err = -errno;
-		close(fd);
+	err = ld_sealed_map("libretto-porttab", N.pt_size, &fd, &mem);
+	if (err)
 		return err;
-	}
-	N.pt_mem = mmap(NULL, N.pt_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (N.pt_mem == MAP_FAILED) {
-		err = -errno;
-		N.pt_mem = NULL;
-		close(fd);
-		return err;
-	}
+	N.pt_mem = mem;
 	err = porttab_init(N.pt_mem, N.pt_size);
 	if (!err)
 		err = porttab_attach(&N.pt, N.pt_mem, N.pt_size);
@@ -229,25 +218,14 @@ static int porttab_setup(void)
 /* The NIC state region: a memfd librettod keeps across netds (netd.h). */
 static int state_setup(void)
 {
+	void *mem;
 	int fd, err;
 
 	N.sh_len = netd_shared_size(LD_UMEM_FRAMES);
-	fd = memfd_create("libretto-netd-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)N.sh_len) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-		err = -errno;
-		close(fd);
+	err = ld_sealed_map("libretto-netd-state", N.sh_len, &fd, &mem);
+	if (err)
 		return err;
-	}
-	N.sh = mmap(NULL, N.sh_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (N.sh == MAP_FAILED) {
-		err = -errno;
-		N.sh = NULL;
-		close(fd);
-		return err;
-	}
+	N.sh = mem;
 	N.sh_fd = fd;
 	return 0;
 }

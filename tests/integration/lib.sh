@@ -131,13 +131,52 @@ lt_bg() {
 
 # lt_run_libos NAME IP CMD...: start CMD under `libretto run --mode $LT_MODE`
 # in the background (see lt_bg).
-lt_run_libos() {
-	local name=$1 ip=$2
-	shift 2
+lt_run_libos() { lt_run_mode "$LT_MODE" "$@"; }
+
+# lt_run_mode MODE NAME IP CMD...: the same in an explicit mode (direct,
+# indirect or auto); IP may be `shared` for indirect.
+lt_run_mode() {
+	local mode=$1 name=$2 ip=$3
+	shift 3
 	# A stale neighbour entry for the IP (another VF's MAC from an earlier
 	# run) would delay the first packets until it expires.
-	ip -n "$LT_NS_PEER" neigh del "$ip" dev wire0 2>/dev/null
-	lt_bg "$name" "$LIBRETTO" run --mode "$LT_MODE" --name "$name" --ip "$ip" -- "$@"
+	[ "$ip" = shared ] || ip -n "$LT_NS_PEER" neigh del "$ip" dev wire0 2>/dev/null
+	lt_bg "$name" "$LIBRETTO" run --mode "$mode" --name "$name" --ip "$ip" -- "$@"
+}
+
+# The value of KEY in `libretto status --json` ("" if absent or no librettod).
+lt_status_get() {
+	timeout 10 "$LIBRETTO" status --json 2>/dev/null |
+		python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1" 2>/dev/null
+}
+
+# lt_nginx_conf DIR PORT ROOT [HTTP-LINES]: DIR/nginx.conf for nginx as one
+# process in the foreground (master_process off, daemon off), serving ROOT on
+# PORT, its pid, logs and temporary files in DIR; HTTP-LINES (e.g.
+# "keepalive_requests 1000000;") go into the http block.  Run it with
+# `nginx -c DIR/nginx.conf -p DIR`.
+lt_nginx_conf() {
+	local dir=$1 port=$2 root=$3 extra=${4:-}
+	mkdir -p "$dir"
+	cat >"$dir/nginx.conf" <<NGINX_CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 256; }
+http {
+	access_log off;
+	default_type application/octet-stream;
+	$extra
+	client_body_temp_path $dir/body;
+	proxy_temp_path $dir/proxy;
+	fastcgi_temp_path $dir/fastcgi;
+	uwsgi_temp_path $dir/uwsgi;
+	scgi_temp_path $dir/scgi;
+	server { listen $port; root $root; }
+}
+NGINX_CONF
 }
 
 # lt_wait_tcp NS IP PORT SECONDS: wait until a TCP connect from NS to

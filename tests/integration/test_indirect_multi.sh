@@ -24,37 +24,15 @@ lt_testbed_up
 lt_daemon_up
 "$LIBRETTO" status 2>/dev/null | grep -q 'netd.*running' || lt_skip "the network server is not running"
 
-ind() {
-	local name=$1 ip=$2
-	shift 2
-	ip -n "$LT_NS_PEER" neigh del "$ip" dev wire0 2>/dev/null
-	lt_bg "$name" "$LIBRETTO" run --mode indirect --name "$name" --ip "$ip" -- "$@"
-}
-
 mkdir -p "$LT_TMP/www" "$LT_TMP/nginx"
 head -c $((4 * 1024 * 1024)) /dev/urandom >"$LT_TMP/www/file.bin"
 echo hello >"$LT_TMP/www/index.html"
-cat >"$LT_TMP/nginx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-pid $LT_TMP/nginx/nginx.pid;
-error_log $LT_TMP/nginx/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path $LT_TMP/nginx/body;
-	proxy_temp_path $LT_TMP/nginx/proxy;
-	fastcgi_temp_path $LT_TMP/nginx/fastcgi;
-	uwsgi_temp_path $LT_TMP/nginx/uwsgi;
-	scgi_temp_path $LT_TMP/nginx/scgi;
-	server { listen 8088; root $LT_TMP/www; }
-}
-EOF
+lt_nginx_conf "$LT_TMP/nginx" 8088 "$LT_TMP/www"
 
-ind redis "$shared" redis-server --port 6392 --save '' --appendonly no --protected-mode no
-ind mc "$shared" memcached -u root -l 0.0.0.0 -p 11212 -U 0 -t 2
-ind web "$shared" "$py" -m http.server 8087 --bind 0.0.0.0 --directory "$LT_TMP/www"
-ind nginx "$dedicated" nginx -c "$LT_TMP/nginx/nginx.conf" -p "$LT_TMP/nginx/"
+lt_run_mode indirect redis "$shared" redis-server --port 6392 --save '' --appendonly no --protected-mode no
+lt_run_mode indirect mc "$shared" memcached -u root -l 0.0.0.0 -p 11212 -U 0 -t 2
+lt_run_mode indirect web "$shared" "$py" -m http.server 8087 --bind 0.0.0.0 --directory "$LT_TMP/www"
+lt_run_mode indirect nginx "$dedicated" nginx -c "$LT_TMP/nginx/nginx.conf" -p "$LT_TMP/nginx/"
 for hp in "$shared 6392" "$shared 11212" "$shared 8087" "$dedicated 8088"; do
 	set -- $hp
 	lt_wait_tcp "$LT_NS_PEER" "$1" "$2" 30 ||

@@ -47,11 +47,7 @@ rundir=$(dirname "${LIBRETTO_CONTROL:-/run/librettos/control.sock}")
 log=$rundir/librettod.log
 state=$rundir/state
 
-status_get() {
-	timeout 10 "$LIBRETTO" status --json 2>/dev/null |
-		python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1" 2>/dev/null
-}
-[ "$(status_get netd)" = running ] || lt_skip "the network server is not running"
+[ "$(lt_status_get netd)" = running ] || lt_skip "the network server is not running"
 # rs_ps APP KEY: one key of the application APP in `libretto ps --json` ("" if absent).
 rs_ps() {
 	lt_ps_json | python3 -c '
@@ -78,23 +74,7 @@ mkdir -p "$LT_TMP/www" "$LT_TMP/nginx"
 head -c $((1024 * 1024 + 7)) /dev/urandom >"$LT_TMP/www/m1.bin"
 head -c 1000 /dev/urandom >"$LT_TMP/www/k1.bin"
 want=$(sha256sum <"$LT_TMP/www/m1.bin")
-cat >"$LT_TMP/nginx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-pid $LT_TMP/nginx/nginx.pid;
-error_log $LT_TMP/nginx/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	keepalive_requests 1000000;
-	client_body_temp_path $LT_TMP/nginx/body;
-	proxy_temp_path $LT_TMP/nginx/proxy;
-	fastcgi_temp_path $LT_TMP/nginx/fastcgi;
-	uwsgi_temp_path $LT_TMP/nginx/uwsgi;
-	scgi_temp_path $LT_TMP/nginx/scgi;
-	server { listen 8094; root $LT_TMP/www; }
-}
-EOF
+lt_nginx_conf "$LT_TMP/nginx" 8094 "$LT_TMP/www" "keepalive_requests 1000000;"
 py=$(command -v python3)
 ip -n "$LT_NS_PEER" neigh del "$dip" dev wire0 2>/dev/null
 lt_bg rs_dir "$LIBRETTO" run --mode direct --name rs_dir --ip "$dip" -- \
@@ -106,7 +86,7 @@ pid_ind=$lt_last_pid
 lt_wait_tcp "$LT_NS_PEER" "$dip" 8094 30 || lt_fail "nginx does not accept on $dip:8094: $(tail -3 "$LT_TMP/rs_dir.err")"
 lt_wait_tcp "$LT_NS_PEER" "$shared" 8095 30 || lt_fail "http.server does not accept on $shared:8095: $(tail -3 "$LT_TMP/rs_ind.err")"
 [ -s "$state" ] || lt_fail "librettod wrote no state record at $state"
-netd0=$(status_get netd_pid)
+netd0=$(lt_status_get netd_pid)
 lt_log "nginx direct on $dip, http.server indirect on $shared, netd pid $netd0; ${secs}s of load, $kills kills of librettod"
 
 # The loads, bounded by the deadline.
@@ -150,7 +130,7 @@ gap=$((secs / (kills + 1)))
 [ "$gap" -ge 2 ] || gap=2
 for ((k = 1; k <= kills; k++)); do
 	sleep "$gap"
-	dpid=$(status_get pid)
+	dpid=$(lt_status_get pid)
 	[ -n "$dpid" ] || lt_fail "no librettod before kill $k"
 	nlog=$(wc -l <"$log")
 	kill -KILL "$dpid"
@@ -170,7 +150,7 @@ for ((k = 1; k <= kills; k++)); do
 		lt_fail "the new librettod did not adopt netd $netd0: $(tail -n +$((nlog + 1)) "$log")"
 	[ "$(tail -n +$((nlog + 1)) "$log" | grep -c 'reattach app=.*the lease is back')" -ge 2 ] ||
 		lt_fail "both runtimes did not re-attach within 5 s of kill $k: $(tail -n +$((nlog + 1)) "$log")"
-	[ "$(status_get netd_pid)" = "$netd0" ] || lt_fail "netd is not $netd0 any more after kill $k"
+	[ "$(lt_status_get netd_pid)" = "$netd0" ] || lt_fail "netd is not $netd0 any more after kill $k"
 	lt_log "kill $k: librettod $dpid killed, a new one adopted netd $netd0 and both leases"
 done
 
@@ -216,7 +196,7 @@ rs_wait_ps rs_new name "" 10 || lt_fail "rs_new's lease was not released at its 
 
 # An application that exits while librettod is down is released by the next one.
 nlog=$(wc -l <"$log")
-dpid=$(status_get pid)
+dpid=$(lt_status_get pid)
 kill -KILL "$dpid"
 for ((i = 0; i < 50; i++)); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
 lt_stop_pid "$pid_ind" 5

@@ -24,11 +24,7 @@ py=/usr/bin/python3
 lt_testbed_up
 lt_daemon_up
 
-status_get() {
-	timeout 10 "$LIBRETTO" status --json 2>/dev/null |
-		python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1" 2>/dev/null
-}
-[ "$(status_get netd)" = running ] || lt_skip "the network server is not running"
+[ "$(lt_status_get netd)" = running ] || lt_skip "the network server is not running"
 log=$(dirname "${LIBRETTO_CONTROL:-/run/librettos/control.sock}")/librettod.log
 
 mkdir -p "$LT_TMP/www"
@@ -39,11 +35,11 @@ lt_bg web "$LIBRETTO" run --mode indirect --name hang_web -- \
 lt_wait_tcp "$LT_NS_PEER" "$shared" "$port" 30 || lt_fail "the server did not come up: $(tail -3 "$LT_TMP/web.err")"
 
 # 1. Idle is not hung.
-pid0=$(status_get netd_pid)
-restarts0=$(status_get netd_restarts)
+pid0=$(lt_status_get netd_pid)
+restarts0=$(lt_status_get netd_restarts)
 sleep 3
-[ "$(status_get netd_pid)" = "$pid0" ] && [ "$(status_get netd_restarts)" = "$restarts0" ] ||
-	lt_fail "an idle netd was replaced (pid $pid0 -> $(status_get netd_pid), last event $(status_get netd_last_event))"
+[ "$(lt_status_get netd_pid)" = "$pid0" ] && [ "$(lt_status_get netd_restarts)" = "$restarts0" ] ||
+	lt_fail "an idle netd was replaced (pid $pid0 -> $(lt_status_get netd_pid), last event $(lt_status_get netd_last_event))"
 lt_log "netd idle for 3 s: not taken for hung"
 
 # 2. Stopped is hung: replaced, and the download goes on.
@@ -55,8 +51,8 @@ t0=$(date +%s%N)
 kill -STOP "$pid0"
 new=
 for ((i = 0; i < 60; i++)); do
-	new=$(status_get netd_pid)
-	[ -n "$new" ] && [ "$new" != 0 ] && [ "$new" != "$pid0" ] && [ "$(status_get netd)" = running ] && break
+	new=$(lt_status_get netd_pid)
+	[ -n "$new" ] && [ "$new" != 0 ] && [ "$new" != "$pid0" ] && [ "$(lt_status_get netd)" = running ] && break
 	new=
 	sleep 0.05
 done
@@ -64,16 +60,16 @@ t1=$(date +%s%N)
 [ -n "$new" ] || { kill -CONT "$pid0" 2>/dev/null; lt_fail "a stopped netd was not replaced within 3 s"; }
 kill -0 "$pid0" 2>/dev/null && lt_fail "the hung netd $pid0 still exists"
 lt_log "stopped netd $pid0 replaced by $new (seen by this test $(( (t1 - t0) / 1000000 )) ms after SIGSTOP, polling status)"
-status_get netd_last_event | grep -q '^hung' || lt_fail "status's last event is '$(status_get netd_last_event)', not hung"
+lt_status_get netd_last_event | grep -q '^hung' || lt_fail "status's last event is '$(lt_status_get netd_last_event)', not hung"
 grep -q "netd pid=$pid0 is hung" "$log" || lt_fail "librettod's log does not say netd $pid0 was hung"
 wait "$curl_pid" || lt_fail "the download failed: $(cat "$LT_TMP/curl.err")"
 cmp -s "$LT_TMP/got.bin" "$LT_TMP/www/big.bin" || lt_fail "the file arrived different"
-lt_log "the 8 MB download across the hang arrived intact; last event: $(status_get netd_last_event), outage $(status_get netd_last_gap_ms) ms"
+lt_log "the 8 MB download across the hang arrived intact; last event: $(lt_status_get netd_last_event), outage $(lt_status_get netd_last_gap_ms) ms"
 # 3. A netd that keeps dying at start-up: back-off, said clearly, then it
 # runs again.  Each netd must die within 1 s of its start to count as quick:
 # found as librettod's child (pgrep), faster than `libretto status`.
-dpid=$(status_get pid)
-p=$(status_get netd_pid)
+dpid=$(lt_status_get pid)
+p=$(lt_status_get netd_pid)
 for ((k = 1; k <= 5; k++)); do
 	kill -KILL "$p" 2>/dev/null
 	np=
@@ -90,10 +86,10 @@ grep -q 'it keeps dying at start-up (3 times in a row within 1000 ms): next star
 	lt_fail "no back-off line in librettod's log: $(grep 'netd pid=' "$log" | tail -5)"
 grep -q 'next start in 200 ms (exponential back-off)' "$log" || lt_fail "the back-off did not double"
 for ((i = 0; i < 50; i++)); do
-	[ "$(status_get netd)" = running ] && break
+	[ "$(lt_status_get netd)" = running ] && break
 	sleep 0.1
 done
-[ "$(status_get netd)" = running ] || lt_fail "netd did not come back after the back-off"
+[ "$(lt_status_get netd)" = running ] || lt_fail "netd did not come back after the back-off"
 lt_wait_tcp "$LT_NS_PEER" "$shared" "$port" 10 || lt_fail "the server is not reachable after the back-off"
 lt_log "5 deaths at start-up: exponential back-off logged (100, 200 ms ...), netd runs again, the server answers"
 lt_log "PASS"

@@ -39,43 +39,16 @@ py=/usr/bin/python3
 lt_testbed_up
 lt_daemon_up
 
-status_get() {
-	timeout 10 "$LIBRETTO" status --json 2>/dev/null |
-		python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1" 2>/dev/null
-}
-[ "$(status_get netd)" = running ] || lt_skip "the network server is not running"
-
-ind() {
-	local name=$1 ip=$2
-	shift 2
-	ip -n "$LT_NS_PEER" neigh del "$ip" dev wire0 2>/dev/null
-	lt_bg "$name" "$LIBRETTO" run --mode indirect --name "$name" --ip "$ip" -- "$@"
-}
+[ "$(lt_status_get netd)" = running ] || lt_skip "the network server is not running"
 
 mkdir -p "$LT_TMP/www" "$LT_TMP/nginx"
 head -c $((1024 * 1024 + 7)) /dev/urandom >"$LT_TMP/www/m1.bin"
 head -c 1000 /dev/urandom >"$LT_TMP/www/k1.bin"
 want=$(sha256sum <"$LT_TMP/www/m1.bin")
-cat >"$LT_TMP/nginx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-pid $LT_TMP/nginx/nginx.pid;
-error_log $LT_TMP/nginx/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	keepalive_requests 1000000;
-	client_body_temp_path $LT_TMP/nginx/body;
-	proxy_temp_path $LT_TMP/nginx/proxy;
-	fastcgi_temp_path $LT_TMP/nginx/fastcgi;
-	uwsgi_temp_path $LT_TMP/nginx/uwsgi;
-	scgi_temp_path $LT_TMP/nginx/scgi;
-	server { listen 8094; root $LT_TMP/www; }
-}
-EOF
-ind kl_nginx "$shared" nginx -c "$LT_TMP/nginx/nginx.conf" -p "$LT_TMP/nginx/"
-ind kl_web "$shared" "$py" -m http.server 8095 --bind 0.0.0.0 --directory "$LT_TMP/www"
-ind kl_redis "$dedicated" redis-server --port 6379 --save '' --appendonly no --protected-mode no
+lt_nginx_conf "$LT_TMP/nginx" 8094 "$LT_TMP/www" "keepalive_requests 1000000;"
+lt_run_mode indirect kl_nginx "$shared" nginx -c "$LT_TMP/nginx/nginx.conf" -p "$LT_TMP/nginx/"
+lt_run_mode indirect kl_web "$shared" "$py" -m http.server 8095 --bind 0.0.0.0 --directory "$LT_TMP/www"
+lt_run_mode indirect kl_redis "$dedicated" redis-server --port 6379 --save '' --appendonly no --protected-mode no
 for hp in "$shared 8094" "$shared 8095" "$dedicated 6379"; do
 	set -- $hp
 	lt_wait_tcp "$LT_NS_PEER" "$1" "$2" 30 ||
@@ -85,8 +58,8 @@ lt_log "nginx and http.server on $shared, redis on $dedicated; ${secs}s of load,
 
 stats_json() { timeout 10 "$LIBRETTO" stats --json >"$1" 2>"$1.err"; }
 stats_json "$LT_TMP/stats0.json" || lt_fail "libretto stats failed: $(cat "$LT_TMP/stats0.json.err")"
-restarts0=$(status_get netd_restarts)
-upgrades0=$(status_get netd_upgrades)
+restarts0=$(lt_status_get netd_restarts)
+upgrades0=$(lt_status_get netd_upgrades)
 
 end=$((SECONDS + secs))
 end_epoch=$(( $(date +%s) + secs ))
@@ -141,7 +114,7 @@ p_cp=$!
 # one finished).  netd is found as librettod's child with pgrep: `libretto
 # status` is too slow on loaded CPUs to keep the pace.
 events=0
-dpid=$(status_get pid)
+dpid=$(lt_status_get pid)
 netd_child() { pgrep -x -P "$dpid" libretto-netd | head -1; }
 t_next=$(date +%s.%N)
 while :; do
@@ -167,7 +140,7 @@ while :; do
 	[ -n "$new" ] || lt_fail "no new netd within 5 s of event $((events + 1)) ($event of $old)"
 	events=$((events + 1))
 done
-[ "$(status_get netd)" = running ] || lt_fail "netd is not running after the last event"
+[ "$(lt_status_get netd)" = running ] || lt_fail "netd is not running after the last event"
 # librettod's own measure of each outage, from its log.
 mapfile -t gaps < <(tail -c +"$((log_size0 + 1))" "$log" | sed -n 's/.*serves again \([0-9]*\) ms after.*/\1/p')
 
@@ -179,9 +152,9 @@ grep -qE 'Socket errors|Non-2xx' "$LT_TMP/wrk.out" && lt_fail "wrk saw errors: $
 grep -q 'requests in' "$LT_TMP/wrk.out" || lt_fail "wrk gave no result: $(cat "$LT_TMP/wrk.out")"
 [ "$events" -ge 2 ] || lt_fail "only $events events in ${secs}s"
 if [ "$event" = kill ]; then
-	got=$(( $(status_get netd_restarts) - restarts0 ))
+	got=$(( $(lt_status_get netd_restarts) - restarts0 ))
 else
-	got=$(( $(status_get netd_upgrades) - upgrades0 ))
+	got=$(( $(lt_status_get netd_upgrades) - upgrades0 ))
 fi
 [ "$got" -eq "$events" ] || lt_fail "librettod counted $got ${event}s, the test made $events"
 lt_log "clients: wrk $(awk '/requests in/ { print $1 }' "$LT_TMP/wrk.out") requests ($(awk '/Requests\/sec/ { print $2 }' "$LT_TMP/wrk.out") req/s) no error;" \

@@ -191,31 +191,11 @@ PY
 # ------------------------------------------------------------------ nginx --
 phase_nginx() {
 	local www=$LT_TMP/www port=8086 dur want ps0 off stop=$LT_TMP/nginx.stop p_wrk p_curl p_sw
-	mkdir -p "$www" "$LT_TMP/ngx/tmp"
+	mkdir -p "$www"
 	head -c 1000 /dev/urandom >"$www/k1.bin"
 	head -c $((1024 * 1024 + 7)) /dev/urandom >"$www/m1.bin"
 	want=$(sha256sum <"$www/m1.bin")
-	cat >"$LT_TMP/ngx/nginx.conf" <<CONF
-master_process off;
-daemon off;
-worker_processes 1;
-pid $LT_TMP/ngx/nginx.pid;
-error_log $LT_TMP/ngx/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	default_type application/octet-stream;
-	sendfile on;
-	tcp_nopush on;
-	keepalive_requests 1000000;
-	client_body_temp_path $LT_TMP/ngx/tmp/body;
-	proxy_temp_path $LT_TMP/ngx/tmp/proxy;
-	fastcgi_temp_path $LT_TMP/ngx/tmp/fastcgi;
-	uwsgi_temp_path $LT_TMP/ngx/tmp/uwsgi;
-	scgi_temp_path $LT_TMP/ngx/tmp/scgi;
-	server { listen $port; root $www; }
-}
-CONF
+	lt_nginx_conf "$LT_TMP/ngx" "$port" "$www" "sendfile on; tcp_nopush on; keepalive_requests 1000000;"
 	sw_start_app sw_nginx "$ip_nginx" "$port" nginx -c "$LT_TMP/ngx/nginx.conf" -p "$LT_TMP/ngx/"
 	ps0=$(sw_ps sw_nginx switches)
 	off=$(sw_log_size)
