@@ -82,6 +82,14 @@ struct ipx_epoll {
 	atomic_int kep;
 	atomic_int waiters;
 	atomic_bool destroy_pending;
+	/*
+	 * Waits sleep on sleep_ep when they can: a private epoll set holding
+	 * kep and the NIC's wait descriptor (sleep_nic), so that a frame wakes
+	 * the waiting thread itself (ipx_epoll.c, ipx_epoll_sleep_set).  -1:
+	 * not made yet; -2: cannot be made.  Changed under core.lock.
+	 */
+	atomic_int sleep_ep;
+	atomic_int sleep_nic;
 };
 
 /* A libOS socket in an emulated epoll set. */

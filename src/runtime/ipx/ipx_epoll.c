@@ -13,12 +13,34 @@
 
 #define IPX_TAG_MEMBER 1u
 #define IPX_TAG_DOORBELL 2u
+/* Events of the private sleep set (ep->sleep_ep), which holds nothing else. */
+#define IPX_SLEEP_KEP 1u
+#define IPX_SLEEP_NIC 2u
 /* How long epoll_wait runs the stack itself before it sleeps: adaptive per
  * instance, halved after a spin that found nothing (down to the minimum),
  * back to the maximum after one that did: an idle timer loop costs little,
  * a busy server keeps its wake-ups off the doorbell. */
 #define IPX_SPIN_MAX_NS 50000
 #define IPX_SPIN_MIN_NS 5000
+
+/* The progress thread's hand-over (stack.h); weak so that this file still
+ * links against a stack without it. */
+#pragma weak stack_poller_note
+#pragma weak stack_poller_sleep
+#pragma weak stack_wait_fd
+#pragma weak stack_poller_nic_sleep
+
+static inline void ipx_poller_note(void)
+{
+	if (stack_poller_note)
+		stack_poller_note();
+}
+
+static inline void ipx_poller_sleep(void)
+{
+	if (stack_poller_sleep)
+		stack_poller_sleep();
+}
 
 static uint64_t ipx_doorbell_tag(struct ipx_epoll *ep)
 {
@@ -331,10 +353,15 @@ void ipx_member_convert_all(struct ipx_file *f)
 static void ipx_epoll_close_kep(struct ipx_epoll *ep)
 {
 	int kep = atomic_exchange(&ep->kep, -1);
+	int se = atomic_exchange(&ep->sleep_ep, -2);
 
 	if (kep >= 0) {
 		ipx_private_del(kep);
 		real.close(kep);
+	}
+	if (se >= 0) {
+		ipx_private_del(se);
+		real.close(se);
 	}
 }
 
@@ -390,6 +417,8 @@ static int ipx_epoll_make(int kfd)
 	atomic_init(&ep->waiters, 0);
 	atomic_init(&ep->destroy_pending, false);
 	atomic_init(&ep->kep, -1);
+	atomic_init(&ep->sleep_ep, -1);
+	atomic_init(&ep->sleep_nic, -1);
 	ep->doorbell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ep->doorbell < 0) {
 		err = -errno;
@@ -615,6 +644,64 @@ static long ipx_ns_since(const struct timespec *t0)
 	return (now.tv_sec - t0->tv_sec) * 1000000000L + (now.tv_nsec - t0->tv_nsec);
 }
 
+/*
+ * The set to sleep on so that a frame for the stack wakes this thread, not
+ * the progress thread that would wake it in turn (stack.h,
+ * stack_wait_fd): ep's private sleep set, holding kep and the NIC's current
+ * wait descriptor; or -1, and the caller sleeps on kfd after handing the
+ * NIC over.  Not kep itself: that is the program's epoll instance, which a
+ * forked child may share, and whose waits must not wake on our NIC.
+ * EPOLLEXCLUSIVE: of several threads asleep on the NIC in different sets,
+ * one wakes per frame.  A NIC descriptor closed and reused under the same
+ * number (a mode switch) would leave the set without it; the progress
+ * thread notices frames that wait unseen and takes over.
+ */
+static int ipx_epoll_sleep_set(struct ipx_epoll *ep, int kfd)
+{
+	struct epoll_event ev;
+	int se, nfd;
+
+	if (!stack_wait_fd || !stack_poller_nic_sleep || kfd < 0 || kfd != atomic_load(&ep->kep))
+		return -1;
+	nfd = stack_wait_fd();
+	if (nfd < 0)
+		return -1;
+	se = atomic_load(&ep->sleep_ep);
+	if (se >= 0 && atomic_load(&ep->sleep_nic) == nfd)
+		return se;
+	if (se == -2)
+		return -1;
+	pthread_mutex_lock(&ep->core.lock);
+	se = atomic_load(&ep->sleep_ep);
+	if (se == -1) {
+		se = real.epoll_create1(EPOLL_CLOEXEC);
+		ev.events = EPOLLIN;
+		ev.data.u64 = IPX_SLEEP_KEP;
+		if (se >= 0 && (real.epoll_ctl(se, EPOLL_CTL_ADD, kfd, &ev) < 0 ||
+				ipx_private_add(se) < 0)) {
+			real.close(se);
+			se = -2;
+		} else if (se < 0) {
+			se = -2;
+		}
+		atomic_store(&ep->sleep_ep, se);
+	}
+	if (se >= 0 && atomic_load(&ep->sleep_nic) != nfd) {
+		int old = atomic_exchange(&ep->sleep_nic, -1);
+
+		if (old >= 0)
+			(void)real.epoll_ctl(se, EPOLL_CTL_DEL, old, NULL);
+		ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+		ev.data.u64 = IPX_SLEEP_NIC;
+		if (real.epoll_ctl(se, EPOLL_CTL_ADD, nfd, &ev) == 0 || errno == EEXIST)
+			atomic_store(&ep->sleep_nic, nfd);
+	}
+	if (se >= 0 && atomic_load(&ep->sleep_nic) != nfd)
+		se = -1;
+	pthread_mutex_unlock(&ep->core.lock);
+	return se < 0 ? -1 : se;
+}
+
 /* The wait proper on f (pinned, counted in waiters); -1 with errno on
  * failure.  kfd is the kernel epoll fd to sleep on. */
 static int ipx_epoll_wait_on(struct ipx_file *f, int kfd, struct epoll_event *evs, int max,
@@ -623,7 +710,7 @@ static int ipx_epoll_wait_on(struct ipx_file *f, int kfd, struct epoll_event *ev
 	struct timespec deadline, spin0;
 	struct ipx_epoll *ep = f->ep;
 	bool spun = false, renotified;
-	int n, k, saved;
+	int n, k, saved, se;
 	long left;
 	struct lsock_sigsnap sigs;
 
@@ -639,6 +726,16 @@ static int ipx_epoll_wait_on(struct ipx_file *f, int kfd, struct epoll_event *ev
 	/* A handler that runs before we sleep (during the spin) interrupts
 	 * the call as it would interrupt the kernel's wait. */
 	lsock_sig_snap(&sigs);
+	/*
+	 * Receive first, even when members are ready: a busy event loop
+	 * rarely gets to the spin below, and the progress thread stands aside
+	 * while we poll (stack_poller_note), so this thread takes the frames
+	 * in, in the batch it is about to handle, without a lock fight.
+	 */
+	if (stack_active()) {
+		stack_poll(64);
+		ipx_poller_note();
+	}
 	for (;;) {
 		renotified = false;
 		n = epc_collect(&ep->core, evs, max);
@@ -669,9 +766,11 @@ static int ipx_epoll_wait_on(struct ipx_file *f, int kfd, struct epoll_event *ev
 				budget = IPX_SPIN_MAX_NS;
 			clock_gettime(CLOCK_MONOTONIC, &spin0);
 			while (!(hit = epc_has_ready(&ep->core)) && ipx_ns_since(&spin0) < budget &&
-			       !lsock_sig_since(&sigs))
+			       !lsock_sig_since(&sigs)) {
 				if (stack_poll(64) == 0)
 					__builtin_ia32_pause();
+				ipx_poller_note();
+			}
 			budget = hit ? IPX_SPIN_MAX_NS : budget / 2 < IPX_SPIN_MIN_NS ? IPX_SPIN_MIN_NS : budget / 2;
 			atomic_store_explicit(&ep->spin_ns, budget, memory_order_relaxed);
 			continue;
@@ -690,6 +789,30 @@ static int ipx_epoll_wait_on(struct ipx_file *f, int kfd, struct epoll_event *ev
 			epc_sleep_end(&ep->core);
 			continue;
 		}
+		se = stack_active() ? ipx_epoll_sleep_set(ep, kfd) : -1;
+		if (se >= 0) {
+			struct epoll_event sev[2];
+
+			/* Woken by a frame, we take it in; by kep, the loop
+			 * collects.  Either way the loop looks again. */
+			stack_poller_nic_sleep(true);
+			k = real.epoll_pwait(se, sev, 2, left > INT_MAX ? INT_MAX : (int)left, mask);
+			saved = errno;
+			stack_poller_nic_sleep(false);
+			epc_sleep_end(&ep->core);
+			if (k < 0) {
+				errno = saved;
+				return -1;
+			}
+			for (int i = 0; i < k; i++)
+				if (sev[i].data.u64 == IPX_SLEEP_NIC)
+					stack_poll(64);
+			continue;
+		}
+		/* Nobody here polls the NIC while we sleep: the progress thread's
+		 * turn (its frames ring our doorbell). */
+		if (stack_active())
+			ipx_poller_sleep();
 		k = real.epoll_pwait(kfd, evs, max, left > INT_MAX ? INT_MAX : (int)left, mask);
 		saved = errno;
 		epc_sleep_end(&ep->core);
@@ -709,6 +832,9 @@ static int ipx_epoll_wait_on(struct ipx_file *f, int kfd, struct epoll_event *ev
 	 * Linux's nested readiness is). */
 	if (atomic_load(&ep->core.always_ring))
 		ipx_epoll_sync_doorbell(ep);
+	/* Back soon, as event loops are: the progress thread may stay aside. */
+	if (stack_active())
+		ipx_poller_note();
 	return n;
 }
 

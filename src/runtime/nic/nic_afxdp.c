@@ -100,25 +100,40 @@ static void afxdp_kick_rx(struct afxdp *x)
 		real.recvfrom(x->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 }
 
-/* Ask the kernel to send what is on the TX ring.  EAGAIN (it sent a batch
- * and stopped), EBUSY and ENOBUFS mean "busy": the frames stay queued and the
- * next tx() or kick() retries. */
+/*
+ * Ask the kernel to send what is on the TX ring.  In copy mode (veth, and
+ * any driver without zero-copy) one sendto() sends at most 32 frames and
+ * says EAGAIN if more are queued; a 64 KiB response is 45 frames, so one
+ * call left its tail on the ring until the next kick, a round trip later
+ * (docs/performance.md, finding 8).  So call again while the kernel makes
+ * progress.  EAGAIN without progress (the completion ring is full), EBUSY
+ * and ENOBUFS mean "busy": the frames stay queued and the next tx() or
+ * kick() retries.
+ */
 static int afxdp_kick_tx(struct afxdp *x)
 {
+	uint32_t left = xring_outstanding(&x->tx), before;
+	int e = 0;
+
 	if (!xring_needs_wakeup(&x->tx))
 		return 0;
-	if (real.sendto(x->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0) {
-		int e = errno;
-
-		if (e == EAGAIN || e == EBUSY || e == ENOBUFS || e == EINTR)
+	/* Bounded: each turn takes up to 32 frames or ends the loop. */
+	for (uint32_t turn = 0; turn <= x->tx.size / 32; turn++) {
+		if (real.sendto(x->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) == 0)
 			return 0;
-		if (!x->warned_kick) {
-			x->warned_kick = true;
-			fprintf(stderr, "libretto: afxdp: transmit kick: %s\n", strerror(e));
-		}
-		return -e;
+		e = errno;
+		before = left;
+		left = xring_outstanding(&x->tx);
+		if (e != EAGAIN || left == 0 || left >= before)
+			break;
 	}
-	return 0;
+	if (e == EAGAIN || e == EBUSY || e == ENOBUFS || e == EINTR)
+		return 0;
+	if (!x->warned_kick) {
+		x->warned_kick = true;
+		fprintf(stderr, "libretto: afxdp: transmit kick: %s\n", strerror(e));
+	}
+	return -e;
 }
 
 static int afxdp_open(struct nic *nic, const struct kv *lease)

@@ -112,6 +112,9 @@ struct lsock {
 	bool linger_on;
 	int linger_sec;
 	int rcvbuf, sndbuf;	/* as getsockopt reports them; 0: default */
+	/* TCP: the send buffer the pcb was given (ls_tcp_size_sndbuf); 0:
+	 * lwIP's own TCP_SND_BUF. */
+	uint32_t snd_cap;
 	int64_t rcvtimeo_ms, sndtimeo_ms;	/* 0: forever */
 	int keepidle, keepintvl, keepcnt;	/* seconds, seconds, count */
 

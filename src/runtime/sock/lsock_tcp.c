@@ -23,6 +23,29 @@
 /* Linux's ceiling on how long TCP_CORK (or MSG_MORE) holds a partial segment. */
 #define LS_CORK_MS 200
 
+/*
+ * The send buffer of a connection.  Debian's lwIP is built with TCP_SND_BUF
+ * 64 KiB - 1, less than one 64 KiB response with its header, so a server
+ * writing one got EAGAIN for the tail and waited a round trip for ACKs
+ * (docs/performance.md, finding 7) where Linux's autotuned buffer (up to
+ * 4 MiB) takes it all.  lwIP keeps the budget per pcb (snd_buf, 32 bits
+ * with window scaling), so we give each connection more: as much as its
+ * segment queue (TCP_SND_QUEUELEN pbufs, about one per full segment) can
+ * hold, less a margin for small writes.  SO_SNDBUF (Linux doubles it)
+ * lowers that, never below lwIP's own size, as before.
+ *
+ * Not in indirect mode: there the ring to the network server is drained by
+ * another process, and a burst of several such windows overflowed it; a
+ * frame the ring refuses is dropped (stack_linkoutput) and costs a
+ * retransmission timeout, which stalled 4 parallel 64 KiB downloads
+ * completely.  Indirect connections keep lwIP's 64 KiB.
+ */
+#define LS_TCP_SNDBUF_MAX ((uint32_t)(TCP_SND_QUEUELEN - 8) * TCP_MSS)
+
+/* The progress thread's hand-over (stack.h); weak so that the socket layer
+ * also links against a stack without it (unit tests, older stacks). */
+#pragma weak stack_poller_note
+
 static err_t ls_tcp_recv_cb(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err);
 static err_t ls_tcp_sent_cb(void *arg, struct tcp_pcb *pcb, u16_t len);
 static void ls_tcp_err_cb(void *arg, err_t err);
@@ -95,6 +118,26 @@ static void ls_tcp_maybe_release(struct lsock *s)
 	}
 }
 
+/*
+ * Grow the pcb's send budget to what s should have.  Only ever grows: a
+ * smaller SO_SNDBUF set while data is queued takes effect on the next
+ * connection (lwIP adds every ACKed byte back to snd_buf, so taking away
+ * more than is free now would be lost bookkeeping).
+ */
+static void ls_tcp_size_sndbuf(struct lsock *s, struct tcp_pcb *pcb)
+{
+	uint32_t cap = s->snd_cap ? s->snd_cap : TCP_SND_BUF, want = LS_TCP_SNDBUF_MAX;
+
+	if (stack_indirect())
+		return;
+	if (s->sndbuf > 0 && (uint64_t)s->sndbuf * 2 < want)
+		want = (uint32_t)s->sndbuf * 2 > TCP_SND_BUF ? (uint32_t)s->sndbuf * 2 : TCP_SND_BUF;
+	if (want <= cap)
+		return;
+	pcb->snd_buf += want - cap;
+	s->snd_cap = want;
+}
+
 void ls_tcp_apply_opts(struct lsock *s)
 {
 	struct tcp_pcb *pcb = s->pcb.tcp;
@@ -118,6 +161,7 @@ void ls_tcp_apply_opts(struct lsock *s)
 		tcp_nagle_disable(pcb);
 	else
 		tcp_nagle_enable(pcb);
+	ls_tcp_size_sndbuf(s, pcb);
 	pcb->keep_idle = (u32_t)s->keepidle * 1000;
 	pcb->keep_intvl = (u32_t)s->keepintvl * 1000;
 	pcb->keep_cnt = (u32_t)s->keepcnt;
@@ -204,6 +248,7 @@ static int ls_tcp_pcb(struct lsock *s)
 	if (pcb == NULL)
 		return -ENOMEM;
 	s->pcb.tcp = pcb;
+	s->snd_cap = 0;	/* a fresh pcb has lwIP's TCP_SND_BUF */
 	ls_tcp_apply_opts(s);
 	if (s->bound) {
 		/* A new pcb after a failed connect keeps the old binding. */
@@ -718,6 +763,18 @@ ssize_t ls_tcp_sendmsg(struct lsock *s, const struct msghdr *msg, int flags)
 	 * next send without it. */
 	bool hold = (flags & MSG_MORE) != 0;
 
+	/*
+	 * Take in what arrived first, as Linux runs a socket's backlog when a
+	 * send releases it: the ACKs free room and open the window for this
+	 * write, and a server that is busy writing (not waiting) handles its
+	 * own ACKs, so the progress thread stands aside (stack_poller_note)
+	 * instead of fighting this thread for the stack lock.
+	 */
+	if (stack_active()) {
+		stack_poll(64);
+		if (stack_poller_note)
+			stack_poller_note();
+	}
 	for (int i = 0;; i++) {
 		stack_lock();
 		if (i > 0 && (r = ls_wait_arm(&wt)) < 0) {
@@ -1003,7 +1060,8 @@ int ls_tcp_outq(struct lsock *s)
 
 	if (pcb == NULL || s->state != LS_CONNECTED)
 		return 0;
-	return TCP_SND_BUF - tcp_sndbuf(pcb);
+	/* tcp_sndbuf() saturates at 64 KiB - 1; snd_buf is the full count. */
+	return (int)((s->snd_cap ? s->snd_cap : TCP_SND_BUF) - pcb->snd_buf);
 }
 
 /* A minimal TCP_INFO: state and segment sizes. */

@@ -21,6 +21,11 @@
  * waiter falls back to looking at the installed handlers. */
 #pragma weak lsock_sig_snap
 #pragma weak lsock_sig_since
+/* The progress thread's hand-over (stack.h); weak for the same reason. */
+#pragma weak stack_poller_note
+#pragma weak stack_poller_sleep
+#pragma weak stack_wait_fd
+#pragma weak stack_poller_nic_sleep
 
 /* How long a sleeper first spins running the stack, and how often it polls
  * the NIC meanwhile.  Tens of microseconds: a cross-CPU wake-up costs ~25. */
@@ -161,7 +166,7 @@ static int waiter_signalled(struct lsock_waiter *w, const struct lsock_sigsnap *
 int lsock_waiter_sleep(struct lsock_waiter *w, struct pollfd *extra, int nextra,
 		       int timeout_ms, const sigset_t *mask)
 {
-	struct pollfd local[WAITER_STACK_FDS + 1];
+	struct pollfd local[WAITER_STACK_FDS + 2];
 	struct pollfd *pfd = local;
 	int64_t start = waiter_now_ns();
 	int64_t deadline = timeout_ms >= 0 ? start + (int64_t)timeout_ms * 1000000 : -1;
@@ -183,8 +188,12 @@ int lsock_waiter_sleep(struct lsock_waiter *w, struct pollfd *extra, int nextra,
 			return r;
 		if (now - start >= WAITER_SPIN_NS || (deadline >= 0 && now >= deadline))
 			break;
-		if (stack_active())
+		if (stack_active()) {
 			stack_poll(WAITER_POLL_BUDGET);
+			/* The progress thread stands aside while we poll. */
+			if (stack_poller_note)
+				stack_poller_note();
+		}
 	}
 	if (atomic_load(&w->woken) && nextra == 0)
 		return 0;
@@ -192,7 +201,7 @@ int lsock_waiter_sleep(struct lsock_waiter *w, struct pollfd *extra, int nextra,
 		return r;
 
 	if (nextra > WAITER_STACK_FDS) {
-		pfd = calloc((size_t)nextra + 1, sizeof(*pfd));
+		pfd = calloc((size_t)nextra + 2, sizeof(*pfd));
 		if (pfd == NULL)
 			return -ENOMEM;
 	}
@@ -217,7 +226,68 @@ int lsock_waiter_sleep(struct lsock_waiter *w, struct pollfd *extra, int nextra,
 		ts.tv_nsec = left % 1000000000;
 		tsp = &ts;
 	}
-	r = real.ppoll(pfd, (nfds_t)nextra + 1, tsp, mask);
+	/*
+	 * Sleep with the NIC in the set: a frame wakes this thread, which runs
+	 * the stack itself, rather than the progress thread, which would wake
+	 * us in turn.  Without it (no stack, a mode switch under way), hand
+	 * the NIC to the progress thread; its frames wake us through the
+	 * eventfd.  The NIC's slot is the last one; -1 is ignored by ppoll.
+	 */
+	struct pollfd *nic = &pfd[nextra + 1];
+
+	nic->fd = -1;
+	nic->events = POLLIN;
+	nic->revents = 0;
+	if ((tsp == NULL || ts.tv_sec != 0 || ts.tv_nsec != 0) && stack_active()) {
+		if (stack_wait_fd && stack_poller_nic_sleep)
+			nic->fd = stack_wait_fd();
+		if (nic->fd < 0 && stack_poller_sleep)
+			stack_poller_sleep();
+	}
+	for (;;) {
+		if (nic->fd >= 0)
+			stack_poller_nic_sleep(true);
+		r = real.ppoll(pfd, (nfds_t)nextra + 2, tsp, mask);
+		if (nic->fd >= 0)
+			stack_poller_nic_sleep(false);
+		if (r <= 0 || nic->revents == 0)
+			break;
+		if (nic->revents & (POLLERR | POLLNVAL)) {
+			/* Not ours to judge (the progress thread reports it):
+			 * stop watching it and let the progress thread run. */
+			r--;
+			nic->fd = -1;
+			nic->revents = 0;
+			if (stack_poller_sleep)
+				stack_poller_sleep();
+		} else {
+			stack_poll(WAITER_POLL_BUDGET);
+			r--;
+			nic->revents = 0;
+		}
+		if (r > 0 || atomic_load(&w->woken))
+			break;
+		/* The frames were not for us: sleep on, for what is left. */
+		if (deadline >= 0) {
+			int64_t left = deadline - waiter_now_ns();
+			if (left <= 0)
+				break;
+			ts.tv_sec = left / 1000000000;
+			ts.tv_nsec = left % 1000000000;
+			tsp = &ts;
+		}
+		if ((r = waiter_signalled(w, &sigs)) < 0) {
+			/* A handler ran while we took the frames in. */
+			if (pfd != local)
+				free(pfd);
+			return r;
+		}
+		/* Arm the NIC again before sleeping on it (stack_wait_fd: a
+		 * backend may ring its descriptor only after a receive that
+		 * found nothing); if it cannot be, hand it over. */
+		if (nic->fd >= 0 && (nic->fd = stack_wait_fd()) < 0 && stack_poller_sleep)
+			stack_poller_sleep();
+	}
 	if (r < 0) {
 		r = -errno;
 		if (r == -EINTR && waiter_signalled(w, &sigs) == 0)

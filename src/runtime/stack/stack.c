@@ -13,10 +13,12 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <linux/futex.h>
 
 #include <lwip/tcpip.h>
 #include <lwip/netif.h>
@@ -43,6 +45,12 @@
 #define STACK_BUSY_WINDOW_NS 10000000
 /* The progress thread's sleep bound, so it notices shutdown. */
 #define STACK_SLEEP_MS 100
+/* How long the progress thread stands aside at a time while application
+ * threads poll the NIC themselves (stack_poller_*), and while one sleeps
+ * with the NIC in its wait set (then it only checks that frames do not
+ * wait unseen). */
+#define STACK_PARK_MS 1
+#define STACK_COVER_MS 10
 /* Ethernet header plus one VLAN tag: the longest frame is mtu + this. */
 #define STACK_L2_MAX 18
 #define STACK_ETH_HLEN 14
@@ -109,6 +117,21 @@ struct stack {
 		char text[2048];
 		int fds[CTL_MAX_FDS], nfds;
 	} order;
+	/*
+	 * Application threads that poll the NIC themselves (stack_poller_*):
+	 * poll_gen counts their polls, sleeps their hand-overs before a kernel
+	 * sleep.  parked (a futex word, 1 or 0): the progress thread stands
+	 * aside, woken by a hand-over.  nic_sleepers: threads asleep in the
+	 * kernel with the NIC's wait descriptor in their wait set.  See
+	 * stack_progress_park().
+	 */
+	atomic_uint poll_gen;
+	atomic_uint sleeps;
+	atomic_int parked;
+	atomic_int nic_sleepers;
+	/* Doorbells rung after the unlock (stack_unlock_batch), on a NIC that
+	 * a switch may have made the old path meanwhile: its close waits. */
+	atomic_int kicks_in_flight;
 };
 
 static struct stack stack = {
@@ -138,8 +161,14 @@ bool stack_lease_pending(void)
  *
  * Transmit batching: while one of our threads holds the lock, the backend
  * may queue frames without a doorbell each (nic->defer_kick), and we ring it
- * once before letting go.  lwIP's own thread (timers) takes the lock with
- * LOCK_TCPIP_CORE directly, finds defer_kick false, and kicks per frame.
+ * once, right after letting go: on veth the doorbell (sendto on the XSK)
+ * runs the peer's whole receive path, tens of microseconds that another
+ * thread would otherwise wait for the lock (kick() needs no lock, nic.h).
+ * The copy of the NIC taken under the lock is the one the frames went to;
+ * a switch that makes it the old path meanwhile closes it only after
+ * kicks_in_flight drops (stack_switch_close_old).  lwIP's own thread
+ * (timers) takes the lock with LOCK_TCPIP_CORE directly, finds defer_kick
+ * false, and kicks per frame.
  */
 static inline void stack_lock_batch(void)
 {
@@ -150,10 +179,20 @@ static inline void stack_lock_batch(void)
 
 static inline void stack_unlock_batch(void)
 {
+	struct nic n;
+	bool kick = false;
+
 	stack.nic.defer_kick = false;
-	if (atomic_load_explicit(&stack.nic_ok, memory_order_relaxed))
-		nic_kick(&stack.nic);
+	if (atomic_load_explicit(&stack.nic_ok, memory_order_relaxed)) {
+		n = stack.nic;
+		kick = true;
+		atomic_fetch_add(&stack.kicks_in_flight, 1);
+	}
 	UNLOCK_TCPIP_CORE();
+	if (kick) {
+		nic_kick(&n);
+		atomic_fetch_sub(&stack.kicks_in_flight, 1);
+	}
 	if (ipx_sig_lock_depth > 0 && --ipx_sig_lock_depth == 0 && ipx_sig_deferred)
 		ipx_sig_release();
 }
@@ -546,10 +585,136 @@ static uint64_t now_ns(void)
 static void stack_claims_gc(void);
 static void stack_switch_service(bool readable);
 
+/*
+ * The progress thread stands aside while application threads poll.
+ *
+ * A thread in one of the runtime's waits (epoll_wait, poll, a blocking
+ * socket call) runs the stack itself before it sleeps, and a busy server
+ * is in such a wait most of the time.  If the progress thread polled the
+ * NIC too, the two would fight over the receive and stack locks (futex
+ * wake-ups on every contended hold) and the progress thread's spinning
+ * would take a CPU from the application and from the clients sharing the
+ * machine.  So the application's waits count their polls (poll_gen) and
+ * the progress thread, seeing the count move, parks for STACK_PARK_MS and
+ * looks again.  Before a waiting thread sleeps in the kernel (on its
+ * doorbell, without the NIC), it hands the NIC back: sleeps++ and, if the
+ * progress thread is parked, a futex wake.  Parked, the progress thread
+ * still looks at librettod's orders (stack_switch_service) every period.
+ *
+ * Better still, a waiting thread sleeps with the NIC's wait descriptor in
+ * its own wait set (stack_wait_fd, stack_poller_nic_sleep): a frame then
+ * wakes it directly, not the progress thread that would wake it in turn,
+ * one cross-thread hop less per request.  While such a sleeper exists the
+ * progress thread parks STACK_COVER_MS at a time, and takes over if it ever
+ * finds frames waiting that nobody took for a whole period (a sleeper
+ * that was cancelled or jumped out of its wait leaves the count high).
+ *
+ * The count is a hint that cannot get stuck: a thread that stops polling
+ * for any reason (it computes, it blocks in a call we do not interpose, a
+ * signal handler jumps out of a wait) stops moving it, and the progress
+ * thread takes over within two park periods.  That bound is also the
+ * longest a frame waits when the application leaves its wait loop without
+ * sleeping, as a NAPI poll would hold it.
+ */
+void stack_poller_note(void)
+{
+	atomic_fetch_add_explicit(&stack.poll_gen, 1, memory_order_relaxed);
+}
+
+void stack_poller_sleep(void)
+{
+	/* seq_cst, pairs with stack_progress_park(): it stores parked and then
+	 * loads sleeps, we store sleeps and then load parked; so either it
+	 * sees our hand-over and does not park, or we see it parked and wake
+	 * it.  The plain load first keeps the exchange (a write to a line the
+	 * progress thread reads) off the common path. */
+	atomic_fetch_add(&stack.sleeps, 1);
+	if (atomic_load(&stack.parked) && atomic_exchange(&stack.parked, 0))
+		syscall(SYS_futex, &stack.parked, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+int stack_wait_fd(void)
+{
+	int fd = -1;
+
+	if (!stack_is_active() || !atomic_load_explicit(&stack.nic_ok, memory_order_relaxed))
+		return -1;
+	/* The receive lock keeps a switch from swapping the NIC under us; if
+	 * somebody holds it, the caller just hands over instead. */
+	if (pthread_mutex_trylock(&stack.rx_lock) != 0)
+		return -1;
+	if (stack.old_nic.ops == NULL && atomic_load_explicit(&stack.nic_ok, memory_order_relaxed)) {
+		int n = 0;
+
+		/*
+		 * Arm it: a backend may signal its descriptor only after a
+		 * receive that found nothing (the shm rings' sleeper protocol,
+		 * ring.h: rx() asks netd for a doorbell then).  Frames taken
+		 * here reach their sockets, whose waiters the caller's sleep
+		 * watches.  Still more coming: no sleep on it now.
+		 */
+		for (int i = 0; i < 4; i++)
+			if ((n = stack_rx_batch(&stack.nic, STACK_RX_BATCH)) <= 0)
+				break;
+		if (n == 0)
+			fd = nic_wait_fd(&stack.nic);
+	}
+	pthread_mutex_unlock(&stack.rx_lock);
+	return fd;
+}
+
+void stack_poller_nic_sleep(bool begin)
+{
+	if (begin) {
+		atomic_fetch_add(&stack.nic_sleepers, 1);
+	} else {
+		atomic_fetch_sub(&stack.nic_sleepers, 1);
+		/* Awake and about to receive: the progress thread stays aside. */
+		atomic_fetch_add_explicit(&stack.poll_gen, 1, memory_order_relaxed);
+	}
+}
+
+/* Park once if application threads poll or sleep on the NIC (see above);
+ * false when the progress thread must run the NIC now.  gen and sleeps:
+ * what it saw at its last look. */
+static bool stack_progress_park(unsigned *gen, unsigned *sleeps)
+{
+	struct timespec period = { 0, STACK_PARK_MS * 1000000L };
+	unsigned g, z;
+	bool run;
+
+	if (stack.old_nic.ops != NULL)
+		return false;	/* a switch drains its old path: stay on duty */
+	atomic_store(&stack.parked, 1);
+	z = atomic_load(&stack.sleeps);
+	g = atomic_load_explicit(&stack.poll_gen, memory_order_relaxed);
+	if (atomic_load(&stack.nic_sleepers) > 0) {
+		/* Covered; but nobody received for a whole period: look once
+		 * (a trylock), which also re-arms a backend's doorbell, and
+		 * take over if frames were waiting unseen. */
+		run = g == *gen && stack_poll_rx(STACK_RX_BATCH, false) > 0;
+		period.tv_nsec = STACK_COVER_MS * 1000000L;
+	} else {
+		/* A hand-over since the last look, or nobody polled. */
+		run = z != *sleeps || g == *gen;
+	}
+	*gen = g;
+	*sleeps = z;
+	if (run) {
+		atomic_store(&stack.parked, 0);
+		return false;
+	}
+	/* Returns at once if a hand-over cleared parked meanwhile. */
+	syscall(SYS_futex, &stack.parked, FUTEX_WAIT_PRIVATE, 1, &period, NULL, 0);
+	atomic_store(&stack.parked, 0);
+	return true;
+}
+
 static void *stack_progress_main(void *arg)
 {
 	const struct timespec backoff = { 0, 10000000 };
 	uint64_t last_rx = 0;
+	unsigned seen_gen = 0, seen_sleeps = 0;
 	bool warned = false;
 
 	while (!atomic_load_explicit(&stack.stopping, memory_order_relaxed)) {
@@ -559,6 +724,8 @@ static void *stack_progress_main(void *arg)
 
 		stack_claims_gc();
 		stack_switch_service(false);
+		if (stack_progress_park(&seen_gen, &seen_sleeps))
+			continue;
 		n = stack_poll_rx(STACK_RX_BATCH, true);
 		if (n > 0) {
 			last_rx = now_ns();
@@ -567,7 +734,9 @@ static void *stack_progress_main(void *arg)
 		nic_kick(&stack.nic);
 		t0 = now_ns();
 		spin = t0 - last_rx < STACK_BUSY_WINDOW_NS ? STACK_SPIN_BUSY_NS : STACK_SPIN_IDLE_NS;
-		while (n == 0 && now_ns() - t0 < spin)
+		/* An application thread that starts polling ends the spin. */
+		while (n == 0 && now_ns() - t0 < spin &&
+		       atomic_load_explicit(&stack.poll_gen, memory_order_relaxed) == seen_gen)
 			n = stack_poll(STACK_RX_BATCH);
 		if (n > 0) {
 			last_rx = now_ns();
@@ -643,6 +812,11 @@ static void stack_atfork_parent(void)
 
 static void stack_atfork_child(void)
 {
+	/* The other threads did not come along: nobody sleeps on the NIC
+	 * here, whatever the parent's count said (a keeper's progress thread
+	 * would otherwise stand aside for sleepers that do not exist). */
+	atomic_store(&stack.nic_sleepers, 0);
+	atomic_store(&stack.parked, 0);
 	if (stack.fork_locked) {
 		atomic_store(&stack.nic_ok, false);
 		UNLOCK_TCPIP_CORE();
@@ -1309,6 +1483,14 @@ static void stack_switch_close_old(void)
 	pthread_mutex_unlock(&stack.rx_lock);
 	if (old.ops == NULL)
 		return;
+	/* A thread that queued frames on it before the swap may still be
+	 * ringing its doorbell (stack_unlock_batch): a kick takes microseconds;
+	 * look for a moment without one, for at most 100 ms. */
+	for (int i = 0; i < 100 && atomic_load(&stack.kicks_in_flight) > 0; i++) {
+		const struct timespec ms = { 0, 1000000 };
+
+		nanosleep(&ms, NULL);
+	}
 	for (int i = 0; i < stack.nold_fds; i++)
 		stack_private_forget(stack.old_fds[i]);
 	stack.nold_fds = 0;

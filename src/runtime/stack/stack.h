@@ -72,6 +72,33 @@ void stack_unlock(void);
 /* Process up to budget received frames now; returns how many. Takes the lock. */
 int stack_poll(int budget);
 
+/*
+ * Addition (performance, docs/performance.md): application threads that run
+ * the stack themselves.  A thread in one of the runtime's waits (epoll_wait,
+ * poll/select, a blocking socket call) calls stack_poller_note() whenever it
+ * polls the NIC (stack_poll) and when it leaves the wait for the
+ * application, and stack_poller_sleep() right before it sleeps in the
+ * kernel on anything but the NIC.  While notes come in, the progress thread
+ * stands aside (parks a millisecond at a time, so it stops within two
+ * periods of the last note); a sleep hands the NIC back to it at once.
+ * Lock-free and cheap (a relaxed increment; the sleep adds a futex wake
+ * only when the progress thread is parked); any thread, no lock held.
+ */
+void stack_poller_note(void);
+void stack_poller_sleep(void);
+/*
+ * Better than a hand-over: sleep with the NIC in the wait set.
+ * stack_wait_fd() is the current NIC's wait descriptor (readable while
+ * frames wait; it changes with a mode switch, so ask before every sleep),
+ * or -1 when the caller must hand over instead (no stack, a switch
+ * draining, or the NIC busy right now).  A thread that sleeps in the kernel
+ * with it in its wait set brackets the sleep with
+ * stack_poller_nic_sleep(true) / (false) and, woken by it, calls
+ * stack_poll().  Lock-free apart from a trylock; any thread.
+ */
+int stack_wait_fd(void);
+void stack_poller_nic_sleep(bool begin);
+
 /* The netif's address and prefix (network byte order in s_addr). */
 struct in_addr stack_ip(void);
 struct in_addr stack_netmask(void);
