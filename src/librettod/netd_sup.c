@@ -835,6 +835,35 @@ static void *adopt_map(int fd, size_t len)
 	return m == MAP_FAILED ? NULL : m;
 }
 
+
+/* Everything netd_sup_start() or netd_sup_adopt() set up for netds: the
+ * PF's device, the port table, the state region, the event descriptors. */
+static void netd_sup_free_all(void)
+{
+	if (N.dev_open)
+		dev_close(&N.dev);
+	N.dev_open = false;
+	if (N.pt_mem)
+		munmap(N.pt_mem, N.pt_size);
+	N.pt_mem = NULL;
+	if (N.pt_fd >= 0)
+		close(N.pt_fd);
+	N.pt_fd = -1;
+	if (N.sh)
+		munmap(N.sh, N.sh_len);
+	N.sh = NULL;
+	if (N.sh_fd >= 0)
+		close(N.sh_fd);
+	N.sh_fd = -1;
+	if (N.epfd >= 0)
+		close(N.epfd);
+	if (N.timer_fd >= 0)
+		close(N.timer_fd);
+	if (N.hb_fd >= 0)
+		close(N.hb_fd);
+	N.epfd = N.timer_fd = N.hb_fd = -1;
+}
+
 /*
  * Find netd's descriptors by what they are: its memfds by their names (we
  * made them: libretto-umem, libretto-netd-state, libretto-porttab) and the
@@ -1034,28 +1063,7 @@ fail:
 	if (pidfd >= 0)
 		close(pidfd);
 	/* Leave N as netd_sup_start() expects to find it. */
-	if (N.dev_open)
-		dev_close(&N.dev);
-	N.dev_open = false;
-	if (N.pt_mem)
-		munmap(N.pt_mem, N.pt_size);
-	N.pt_mem = NULL;
-	if (N.pt_fd >= 0)
-		close(N.pt_fd);
-	N.pt_fd = -1;
-	if (N.sh)
-		munmap(N.sh, N.sh_len);
-	N.sh = NULL;
-	if (N.sh_fd >= 0)
-		close(N.sh_fd);
-	N.sh_fd = -1;
-	if (N.epfd >= 0)
-		close(N.epfd);
-	if (N.timer_fd >= 0)
-		close(N.timer_fd);
-	if (N.hb_fd >= 0)
-		close(N.hb_fd);
-	N.epfd = N.timer_fd = N.hb_fd = -1;
+	netd_sup_free_all();
 	N.inited = false;
 	return err < 0 ? err : -EPROTO;
 }
@@ -1418,28 +1426,5 @@ void netd_sup_stop(void)
 		netd_forget();
 	}
 	N.state = NETD_STOPPED;
-	if (N.dev_open)
-		dev_close(&N.dev);
-	N.dev_open = false;
-	if (N.pt_mem)
-		munmap(N.pt_mem, N.pt_size);
-	N.pt_mem = NULL;
-	if (N.pt_fd >= 0)
-		close(N.pt_fd);
-	N.pt_fd = -1;
-	if (N.timer_fd >= 0)
-		close(N.timer_fd);
-	N.timer_fd = -1;
-	if (N.hb_fd >= 0)
-		close(N.hb_fd);
-	N.hb_fd = -1;
-	if (N.sh)
-		munmap(N.sh, N.sh_len);
-	N.sh = NULL;
-	if (N.sh_fd >= 0)
-		close(N.sh_fd);
-	N.sh_fd = -1;
-	if (N.epfd >= 0)
-		close(N.epfd);
-	N.epfd = -1;
+	netd_sup_free_all();
 }

@@ -144,6 +144,38 @@ lt_run_mode() {
 	lt_bg "$name" "$LIBRETTO" run --mode "$mode" --name "$name" --ip "$ip" -- "$@"
 }
 
+# lt_fetch_loop TAG URL SHA256 END: fetch URL from the peer again and again
+# until $SECONDS reaches END, each copy checked against SHA256 (as
+# `sha256sum <file` prints it).  The first failure goes to $LT_TMP/TAG.fail
+# and ends the loop with status 1; the count of good fetches to
+# $LT_TMP/TAG.runs.  Meant to run in the background (&).
+lt_fetch_loop() {
+	local tag=$1 url=$2 want=$3 end=$4 n=0
+	while [ $SECONDS -lt "$end" ]; do
+		if ! timeout 40 ip netns exec "$LT_NS_PEER" curl -sS --max-time 30 -o "$LT_TMP/$tag.got" \
+			"$url" 2>"$LT_TMP/$tag.err"; then
+			echo "fetch $n: $(cat "$LT_TMP/$tag.err")" >"$LT_TMP/$tag.fail"
+			return 1
+		fi
+		if [ "$(sha256sum <"$LT_TMP/$tag.got")" != "$want" ]; then
+			echo "fetch $n: $(stat -c %s "$LT_TMP/$tag.got") bytes, sha256 differs" >"$LT_TMP/$tag.fail"
+			return 1
+		fi
+		n=$((n + 1))
+	done
+	echo "$n" >"$LT_TMP/$tag.runs"
+}
+
+# lt_redis_bench_ok FILE: redis-benchmark -q -t set,get output in FILE has a
+# SET and a GET result and no error, reset or refusal (FILE.txt gets the
+# output with its carriage-return redraws as lines).
+lt_redis_bench_ok() {
+	tr '\r' '\n' <"$1" >"$1.txt"
+	! grep -qiE 'error|reset|refused' "$1.txt" &&
+		grep -q '^SET: .*requests per second' "$1.txt" &&
+		grep -q '^GET: .*requests per second' "$1.txt"
+}
+
 # The value of KEY in `libretto status --json` ("" if absent or no librettod).
 lt_status_get() {
 	timeout 10 "$LIBRETTO" status --json 2>/dev/null |

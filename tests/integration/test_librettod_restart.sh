@@ -104,25 +104,9 @@ fi
 timeout $((secs + 30)) ip netns exec "$LT_NS_PEER" wrk -t 1 -c 4 -d "${secs}s" \
 	"http://$dip:8094/k1.bin" >"$LT_TMP/wrk.out" 2>&1 &
 p_wrk=$!
-fetch_loop() {
-	local tag=$1 url=$2 n=0
-	while [ $SECONDS -lt $end ]; do
-		if ! timeout 40 ip netns exec "$LT_NS_PEER" curl -sS --max-time 30 -o "$LT_TMP/$tag.got" \
-			"$url" 2>"$LT_TMP/$tag.err"; then
-			echo "fetch $n: $(cat "$LT_TMP/$tag.err")" >"$LT_TMP/$tag.fail"
-			exit 1
-		fi
-		if [ "$(sha256sum <"$LT_TMP/$tag.got")" != "$want" ]; then
-			echo "fetch $n: $(stat -c %s "$LT_TMP/$tag.got") bytes, sha256 differs" >"$LT_TMP/$tag.fail"
-			exit 1
-		fi
-		n=$((n + 1))
-	done
-	echo "$n" >"$LT_TMP/$tag.runs"
-}
-fetch_loop cd "http://$dip:8094/m1.bin" &
+lt_fetch_loop cd "http://$dip:8094/m1.bin" "$want" "$end" &
 p_cd=$!
-fetch_loop ci "http://$shared:8095/m1.bin" &
+lt_fetch_loop ci "http://$shared:8095/m1.bin" "$want" "$end" &
 p_ci=$!
 
 # The kills, spread over the load.

@@ -77,10 +77,7 @@ p_wrk=$!
 	while [ $SECONDS -lt $end ]; do
 		timeout 60 ip netns exec "$LT_NS_PEER" redis-benchmark -h "$dedicated" -p 6379 -c 8 \
 			-n 20000 -t set,get -q >"$LT_TMP/rb.$n" 2>&1 || { echo "run $n exit $?" >"$LT_TMP/rb.fail"; exit 1; }
-		tr '\r' '\n' <"$LT_TMP/rb.$n" >"$LT_TMP/rb.$n.txt"
-		if grep -qiE 'error|reset|refused' "$LT_TMP/rb.$n.txt" ||
-			! grep -q '^SET: .*requests per second' "$LT_TMP/rb.$n.txt" ||
-			! grep -q '^GET: .*requests per second' "$LT_TMP/rb.$n.txt"; then
+		if ! lt_redis_bench_ok "$LT_TMP/rb.$n"; then
 			echo "run $n: $(tail -3 "$LT_TMP/rb.$n.txt")" >"$LT_TMP/rb.fail"
 			exit 1
 		fi
@@ -89,25 +86,9 @@ p_wrk=$!
 	echo "$n" >"$LT_TMP/rb.runs"
 ) &
 p_rb=$!
-fetch_loop() {
-	local tag=$1 url=$2 n=0
-	while [ $SECONDS -lt $end ]; do
-		if ! timeout 40 ip netns exec "$LT_NS_PEER" curl -sS --max-time 30 -o "$LT_TMP/$tag.got" \
-			"$url" 2>"$LT_TMP/$tag.err"; then
-			echo "fetch $n: $(cat "$LT_TMP/$tag.err")" >"$LT_TMP/$tag.fail"
-			exit 1
-		fi
-		if [ "$(sha256sum <"$LT_TMP/$tag.got")" != "$want" ]; then
-			echo "fetch $n: $(stat -c %s "$LT_TMP/$tag.got") bytes, sha256 differs" >"$LT_TMP/$tag.fail"
-			exit 1
-		fi
-		n=$((n + 1))
-	done
-	echo "$n" >"$LT_TMP/$tag.runs"
-}
-fetch_loop cn "http://$shared:8094/m1.bin" &
+lt_fetch_loop cn "http://$shared:8094/m1.bin" "$want" "$end" &
 p_cn=$!
-fetch_loop cp "http://$shared:8095/m1.bin" &
+lt_fetch_loop cp "http://$shared:8095/m1.bin" "$want" "$end" &
 p_cp=$!
 
 # The events, every $every s on the clock (not $every s after the previous

@@ -419,10 +419,7 @@ phase_redis() {
 				echo "run $n: exit $?: $(tr '\r' '\n' <"$LT_TMP/rb.$n" | tail -n 3)" >"$LT_TMP/rb.fail"
 				exit 1
 			}
-			tr '\r' '\n' <"$LT_TMP/rb.$n" >"$LT_TMP/rb.$n.txt"
-			if grep -qiE 'error|reset|refused' "$LT_TMP/rb.$n.txt" ||
-				! grep -q '^SET: .*requests per second' "$LT_TMP/rb.$n.txt" ||
-				! grep -q '^GET: .*requests per second' "$LT_TMP/rb.$n.txt"; then
+			if ! lt_redis_bench_ok "$LT_TMP/rb.$n"; then
 				echo "run $n: $(tail -n 3 "$LT_TMP/rb.$n.txt")" >"$LT_TMP/rb.fail"
 				exit 1
 			fi
