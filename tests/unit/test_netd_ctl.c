@@ -15,17 +15,9 @@
 #include "common/kv.h"
 #include "common/porttab.h"
 
-static int failures;
-static char reply[65536];
+#include "check.h"
 
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: check failed: %s\n",       \
-				__FILE__, __LINE__, #cond);                \
-			failures++;                                        \
-		}                                                          \
-	} while (0)
+static char reply[65536];
 
 /* Start netd on a socketpair; *ctl is our end.  extra_arg replaces the fd. */
 static pid_t start(const char *netd, int *ctl, const char *fd_arg)

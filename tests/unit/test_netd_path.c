@@ -21,16 +21,8 @@
 #include "netd/server.h"
 #include "netd_frames.h"
 
-static int failures;
+#include "check.h"
 
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: check failed: %s\n",       \
-				__FILE__, __LINE__, #cond);                \
-			failures++;                                        \
-		}                                                          \
-	} while (0)
 
 #define FRAME 2048u
 #define NFRAMES 256u

@@ -17,16 +17,8 @@
 #include "libretto/ring.h"
 #include "nic/nic.h"
 
-static int failures;
+#include "check.h"
 
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: check failed: %s\n",       \
-				__FILE__, __LINE__, #cond);                \
-			__atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED); \
-		}                                                          \
-	} while (0)
 
 #define NFRAMES 256
 #define FRAME 2048

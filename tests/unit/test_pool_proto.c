@@ -7,16 +7,8 @@
 #include "librettod/pool.h"
 #include "librettod/proto.h"
 
-static int failures;
+#include "check.h"
 
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: check failed: %s\n",       \
-				__FILE__, __LINE__, #cond);                \
-			failures++;                                        \
-		}                                                          \
-	} while (0)
 
 /* Parse a request text and validate it as a register request. */
 static int parse(const char *text, struct proto_register *r, char *err, size_t len)

@@ -10,16 +10,8 @@
 
 #include "common/porttab.h"
 
-static int failures;
+#include "check.h"
 
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: check failed: %s\n",       \
-				__FILE__, __LINE__, #cond);                \
-			__atomic_fetch_add(&failures, 1, __ATOMIC_RELAXED); \
-		}                                                          \
-	} while (0)
 
 #define TCP 6
 #define UDP 17

@@ -12,19 +12,11 @@
 #include "sock/lsock.h"
 #include "stack/stack.h"
 
+#include "check.h"
+
 /* siginterrupt() is deprecated, but programs still call it: test it. */
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
-static int failures;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,  \
-				__LINE__, #cond);                              \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 static volatile sig_atomic_t ran, got_signo, got_code, usr2_blocked, had_uc;
 

@@ -7,16 +7,8 @@
 #include "netd/validate.h"
 #include "netd_frames.h"
 
-static int failures;
+#include "check.h"
 
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: check failed: %s\n",       \
-				__FILE__, __LINE__, #cond);                \
-			failures++;                                        \
-		}                                                          \
-	} while (0)
 
 static const uint32_t PEER = FB_IP(10, 42, 0, 200);
 static const uint32_t SHARED = FB_IP(10, 42, 0, 2);
