@@ -3,10 +3,10 @@
 # Usage: scripts/deps.sh [build|check|bench|all]   (default: all)
 set -eu
 
-build="meson ninja-build pkg-config gcc clang llvm liblwip-dev libxdp-dev libbpf-dev libelf-dev zlib1g-dev libcmocka-dev libcap-dev libseccomp-dev"
+build="meson ninja-build pkg-config gcc clang llvm liblwip-dev libxdp-dev libbpf-dev libelf-dev zlib1g-dev libcmocka-dev libcap-dev libseccomp-dev libext2fs-dev e2fsprogs"
 runtime="iproute2 ethtool xdp-tools"
-check="curl iperf3 python3 tcpdump procps psmisc netcat-openbsd iputils-ping redis-server redis-tools memcached libmemcached-tools lighttpd wrk nginx-light"
-bench="wrk redis-server redis-tools memcached libmemcached-tools nginx-light gnuplot-nox iperf3 sockperf"
+check="curl iperf3 python3 tcpdump procps psmisc netcat-openbsd iputils-ping redis-server redis-tools memcached libmemcached-tools lighttpd wrk nginx-light sqlite3 tar"
+bench="wrk redis-server redis-tools memcached libmemcached-tools nginx-light gnuplot-nox iperf3 sockperf fio time"
 
 case "${1:-all}" in
 build) want="$build" ;;
