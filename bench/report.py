@@ -92,6 +92,19 @@ def main():
               "its VmRSS after it; netd's share is given below each table and in netd.csv; the "
               "ring region both map is counted twice in the RSS sum).  A failed run has no value "
               "and its reason is listed; no number stands in for it.\n")
+    # The storage group (bench/storage.sh, issue 8): the same columns, other meanings.
+    if any(w.startswith("fio_") for w in workloads):
+        md.append("Storage rows (fio_*, bench/storage.sh): **linux** = fio on the kernel's ext4 "
+                  "over a loop mount (`mount -o loop`) of the image; **direct** = fio under "
+                  "`libretto run --volume IMAGE:MNT` on the same image file (ext4 in fio's own "
+                  "process); **indirect** = the same with `--storage indirect` (libretto-fsd runs "
+                  "the ext4; CPU s adds fsd's over the job).  %s per file, each job bounded to %s s, "
+                  "a fresh image per configuration and run, the page cache dropped before every "
+                  "job.  Our runtime and fsd read and write the image through the host's page "
+                  "cache (no O_DIRECT), as the kernel's loop device does, so these compare "
+                  "file-system code paths over a cached image file, not the disk.  CPU s is the "
+                  "whole fio process's (every thread); RSS KiB its peak.\n"
+                  % (machine.get("storage_size", "?"), machine.get("storage_runtime_s", "?")))
 
     for w in workloads:
         wr = [r for r in rows if r["workload"] == w]

@@ -17,8 +17,10 @@
 # include libretto-netd's (also written apart to netd.csv).
 #
 # LIST is a comma-separated list of workload groups: nginx, latency (wrk,
-# 1 connection), sockperf (TCP ping-pong), redis, memcached, iperf3
-# (default: all).  Every load is bounded in time (timeout)
+# 1 connection), sockperf (TCP ping-pong), redis, memcached, iperf3,
+# storage (fio on a volume; bench/storage.sh: there "linux" is the kernel's
+# ext4 on a loop mount of the same image) (default: all).
+# Every load is bounded in time (timeout)
 # and the machine is left as found: servers stopped, and the testbed and
 # librettod taken down again if this runner brought them up.
 #
@@ -59,6 +61,9 @@ IP_IND_MEMCACHED=10.42.0.48
 IP_IND_IPERF3=10.42.0.49
 IP_IND_TIMELINE=10.42.0.50
 IP_IND_SOCKPERF=10.42.0.51
+# The storage group's fio (its network lease is unused).
+IP_STORAGE=10.42.0.52
+IP_IND_STORAGE=10.42.0.53
 
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -318,6 +323,7 @@ group_workloads() {
 	redis) echo redis_set_P1 redis_get_P1 redis_set_P16 redis_get_P16 ;;
 	memcached) echo memcached_set memcached_get ;;
 	iperf3) echo iperf3_P1 iperf3_P4 ;;
+	storage) echo "$STORAGE_JOBS" ;;
 	esac
 }
 
@@ -329,6 +335,7 @@ group_failed() {
 		grep -q "^$w,$c,$r," "$csv" && continue
 		u=req/s
 		[ "$g" = iperf3 ] && u=bit/s
+		[ "$g" = storage ] && u=$(storage_job_spec "$w" | awk '{ print $3 }')
 		echo "$w,$c,$r,NA,$u,NA,NA,NA,NA" >>"$csv"
 		fail_row "$w" "$c" "$r" "$reason"
 		log "$w $c run $r: failed: $reason"
@@ -506,6 +513,8 @@ group_ip() {
 	redis:indirect) echo "$IP_IND_REDIS" ;;
 	memcached:indirect) echo "$IP_IND_MEMCACHED" ;;
 	iperf3:indirect) echo "$IP_IND_IPERF3" ;;
+	storage:indirect) echo "$IP_IND_STORAGE" ;;
+	storage:*) echo "$IP_STORAGE" ;;
 	nginx:* | latency:*) echo "$IP_NGINX" ;;
 	sockperf:*) echo "$IP_SOCKPERF" ;;
 	redis:*) echo "$IP_REDIS" ;;
@@ -513,6 +522,9 @@ group_ip() {
 	iperf3:*) echo "$IP_IPERF3" ;;
 	esac
 }
+
+# The storage group (issue 8): group_storage and its helpers.
+. "$BENCH_DIR/storage.sh"
 
 # ------------------------------------------------------------------ main --
 
@@ -536,18 +548,19 @@ bench_main() {
 	if [ "$quick" = 1 ]; then
 		DUR=1 NGINX_CONNS="1 16" REDIS_N=20000 MC_N=1500
 		runs=${runs:-2}
-		groups=${groups:-nginx,sockperf,redis,memcached,iperf3}
+		groups=${groups:-nginx,sockperf,redis,memcached,iperf3,storage}
 	else
 		DUR=5 NGINX_CONNS="1 16 128" REDIS_N=250000 MC_N=12000
 		runs=${runs:-3}
-		groups=${groups:-nginx,latency,sockperf,redis,memcached,iperf3}
+		groups=${groups:-nginx,latency,sockperf,redis,memcached,iperf3,storage}
 	fi
+	storage_setup "$quick"
 	[[ "$runs" =~ ^[0-9]+$ ]] && [ "$runs" -ge 1 ] && [ "$runs" -le 20 ] || die "--runs must be 1..20"
 	local g
 	for g in ${groups//,/ }; do
 		case "$g" in
-		nginx | latency | sockperf | redis | memcached | iperf3) ;;
-		*) echo "bench: unknown workload group '$g' (nginx, latency, sockperf, redis, memcached, iperf3)" >&2; exit 2 ;;
+		nginx | latency | sockperf | redis | memcached | iperf3 | storage) ;;
+		*) echo "bench: unknown workload group '$g' (nginx, latency, sockperf, redis, memcached, iperf3, storage)" >&2; exit 2 ;;
 		esac
 	done
 	[ -n "$out" ] || out=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
@@ -577,6 +590,9 @@ bench_main() {
 		echo "redis=$(redis-server --version 2>/dev/null | awk '{ print $3 }')"
 		echo "memcached=$(memcached -V 2>/dev/null | awk '{ print $2 }')"
 		echo "iperf3=$(iperf3 -v 2>/dev/null | awk 'NR == 1 { print $2 }')"
+		echo "fio=$(fio --version 2>/dev/null)"
+		echo "storage_size=${STORAGE_SIZE:-}"
+		echo "storage_runtime_s=${STORAGE_RUNTIME:-}"
 	} >"$out/machine.txt"
 	log "results in $out ($runs runs per configuration, ${DUR} s per load)"
 	local r c order

@@ -75,6 +75,36 @@
  *                 K must be a child of the lease's pid or hold the lease
  *                 connection, and becomes the lease's pid.
  *
+ * Storage (issue 8, docs/storage.md).  An image is a regular file or block
+ * device holding ext4 with 4096-byte blocks.  librettod opens it itself
+ * and holds an OFD write lock on byte 0 (F_OFD_SETLK) for as long as any
+ * lease uses it; the runtime locks byte 1 while it has it mounted.
+ *
+ *   volume        on a lease connection, after register, once per volume:
+ *                 keys image=/abs/path (realpath; no space, ',', ';', '='),
+ *                 mount=/abs/dir (not "/", no trailing slash, no "." or
+ *                 ".." component, not overlapping another of the lease's),
+ *                 storage=direct|indirect.  The client (SO_PEERCRED) must be
+ *                 allowed to read and write the image itself.
+ *                 Reply, direct: fds=image (an O_RDWR descriptor of the
+ *                 image, a description of its own).  Indirect: the keys of
+ *                 libretto-fsd's session (vol=, session=, ... as fsd.h says)
+ *                 and their fds=.  A direct volume belongs to one lease; an
+ *                 indirect one is shared by any number through fsd.  The
+ *                 lease's end releases its volumes.  Errors: EBUSY (error=
+ *                 "volume IMAGE is in use by app N (name, pid P)", "... in
+ *                 use: served by libretto-fsd ...", "... in use: locked by
+ *                 another process", "... in use by the kernel ..." for a
+ *                 loop-attached or mounted one, "... already attached to
+ *                 this application"), ENOENT, EACCES, EINVAL (not ext4, not
+ *                 4096-byte blocks, not a file or block device, a bad or
+ *                 overlapping mount), ENODEV (fsd not running, error= why).
+ *   volumes       reply: "volumes=N" then, per volume in use, one line
+ *                 "volume=MAJ:MIN:INO storage=direct|indirect apps=ID,...
+ *                 names=NAME,... pids=PID,... mounts=/m,... image=/path"
+ *                 (the lists in the same order, one entry per lease).
+ *                 `status` carries volumes=N too.
+ *
  * Mode switching (issue 6, docs/switching.md).  A lease on a dedicated IP
  * (every direct lease, an indirect one with ip=A.B.C.D) is switchable when
  * librettod has a port table: its register reply says switchable=1, and the

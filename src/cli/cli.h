@@ -73,11 +73,19 @@ extern const char cmd_stats_usage[];
 
 /* netd.c (tag r): live restart and upgrade of the network server */
 int cmd_netd(int argc, char **argv);
+int cmd_fsd(int argc, char **argv);
+extern const char cmd_fsd_usage[];
 extern const char cmd_netd_usage[];
 
 /* switch.c: move an application between direct and indirect mode */
 int cmd_switch(int argc, char **argv);
 extern const char cmd_switch_usage[];
+
+/* volume.c (issue 8, tag v5): make, check and list volume images */
+int cmd_volume(int argc, char **argv);
+extern const char cmd_volume_usage[];
+/* Print the volume subcommands' help (name NULL: the overview); exit status. */
+int volume_help(const char *name);
 
 /* bench.c */
 int cmd_bench(int argc, char **argv);

@@ -24,6 +24,8 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "stats", cmd_stats, "show the network server's counters", cmd_stats_usage },
 	{ "switch", cmd_switch, "move an application between direct and indirect", cmd_switch_usage },
 	{ "netd", cmd_netd, "restart or upgrade the network server live", cmd_netd_usage },
+	{ "fsd", cmd_fsd, "restart the storage server live", cmd_fsd_usage },
+	{ "volume", cmd_volume, "make, check and list volume images (storage)", cmd_volume_usage },
 	{ "bench", cmd_bench, "measure servers on linux and under libretto", cmd_bench_usage },
 	{ "help", cmd_help, "show help for a command", cmd_help_usage },
 };
@@ -84,6 +86,8 @@ static int cmd_help(int argc, char **argv)
 	}
 	if (cmd->fn == cmd_testbed)
 		return testbed_help(argc > 2 ? argv[2] : NULL);
+	if (cmd->fn == cmd_volume)
+		return volume_help(argc > 2 ? argv[2] : NULL);
 	if (argc > 2) {
 		cli_err("%s has no subcommands; see `libretto help %s`", argv[1], argv[1]);
 		return CLI_EXIT_USAGE;

@@ -1,4 +1,4 @@
-/* `libretto netd restart|upgrade`: replace the network server without losing a frame. */
+/* `libretto netd restart|upgrade` and `libretto fsd restart`: replace a server without losing a frame or a request. */
 #include "cli.h"
 
 #include <errno.h>
@@ -30,11 +30,40 @@ const char cmd_netd_usage[] =
 	"fails with the reason.  `libretto status` and `libretto stats` show the\n"
 	"upgrades, the last event and its outage (netd_last_gap_ms).  Needs root.\n";
 
+/* Send req (a `netd` or `fsd` command) to librettod and print its message= or the error. */
+static int server_call(const char *server, const char *op, const char *req)
+{
+	char reply[CTL_MSG_MAX], msg[512];
+	int fd, n, e;
+
+	fd = cli_ctl_open(false);
+	if (fd < 0)
+		return CLI_EXIT_FAIL;
+	n = cli_ctl_call(fd, req, reply, sizeof(reply), NULL, NULL, 10000);
+	close(fd);
+	if (n < 0) {
+		cli_err("librettod did not answer `%s %s`: %s", server, op, strerror(-n));
+		return CLI_EXIT_FAIL;
+	}
+	if ((e = cli_reply_errno(reply)) != 0) {
+		snprintf(msg, sizeof(msg), "malformed reply (no errno=)");
+		cli_reply_get(reply, "error", msg, sizeof(msg));
+		if (e == EINVAL && strstr(msg, "unknown command"))
+			cli_err("this librettod does not know `%s` (an older version): %s", server, msg);
+		else
+			cli_err("%s %s: %s", server, op, msg);
+		return CLI_EXIT_FAIL;
+	}
+	msg[0] = '\0';
+	cli_reply_get(reply, "message", msg, sizeof(msg));
+	printf("%s\n", msg[0] ? msg : "done");
+	return CLI_EXIT_OK;
+}
+
 int cmd_netd(int argc, char **argv)
 {
-	char req[PATH_MAX + 64], reply[CTL_MSG_MAX], msg[512], path[PATH_MAX];
+	char req[PATH_MAX + 64], path[PATH_MAX];
 	const char *op;
-	int fd, n, e;
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		fputs(cmd_netd_usage, argc < 2 ? stderr : stdout);
@@ -69,26 +98,27 @@ int cmd_netd(int argc, char **argv)
 	} else {
 		return cli_usage_err("netd", "unknown subcommand '%s' (restart, upgrade)", op);
 	}
-	fd = cli_ctl_open(false);
-	if (fd < 0)
-		return CLI_EXIT_FAIL;
-	n = cli_ctl_call(fd, req, reply, sizeof(reply), NULL, NULL, 10000);
-	close(fd);
-	if (n < 0) {
-		cli_err("librettod did not answer `netd %s`: %s", op, strerror(-n));
-		return CLI_EXIT_FAIL;
+	return server_call("netd", op, req);
+}
+
+const char cmd_fsd_usage[] =
+	"usage: libretto fsd restart\n"
+	"\n"
+	"Replace libretto-fsd, the storage server, while the applications on\n"
+	"indirect volumes keep running.  librettod asks fsd to stop (it commits\n"
+	"and unmounts every volume cleanly), starts a new fsd, and hands it every\n"
+	"volume and session again; requests in flight wait in their slots and the\n"
+	"new fsd answers them.  `libretto status` shows fsd_restarts.  Needs root.\n";
+
+int cmd_fsd(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		fputs(cmd_fsd_usage, argc < 2 ? stderr : stdout);
+		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
 	}
-	if ((e = cli_reply_errno(reply)) != 0) {
-		snprintf(msg, sizeof(msg), "malformed reply (no errno=)");
-		cli_reply_get(reply, "error", msg, sizeof(msg));
-		if (e == EINVAL && strstr(msg, "unknown command"))
-			cli_err("this librettod does not know `netd` (an older version): %s", msg);
-		else
-			cli_err("netd %s: %s", op, msg);
-		return CLI_EXIT_FAIL;
-	}
-	msg[0] = '\0';
-	cli_reply_get(reply, "message", msg, sizeof(msg));
-	printf("%s\n", msg[0] ? msg : "done");
-	return CLI_EXIT_OK;
+	if (strcmp(argv[1], "restart"))
+		return cli_usage_err("fsd", "unknown subcommand '%s' (restart)", argv[1]);
+	if (argc != 2)
+		return cli_usage_err("fsd", "restart takes no argument");
+	return server_call("fsd", "restart", "fsd\nop=restart\n");
 }

@@ -18,6 +18,9 @@
 /* Opening AF_XDP on a VF attaches an XDP program; give it time on a loaded machine. */
 #define RUN_REGISTER_TIMEOUT_MS 30000
 #define RUN_NAME_MAX 63
+/* Volumes (issue 8): how many one program may have, and their environment. */
+#define RUN_MAX_VOLUMES 8
+#define RUN_VOLUMES_ENV "LIBRETTO_VOLUMES"
 
 static const struct option run_opts[] = {
 	{ "mode", required_argument, NULL, 'm' },
@@ -29,6 +32,8 @@ static const struct option run_opts[] = {
 	{ "auto-high", required_argument, NULL, 'H' },
 	{ "auto-low", required_argument, NULL, 'L' },
 	{ "auto-dwell", required_argument, NULL, 'D' },
+	{ "volume", required_argument, NULL, 'V' },
+	{ "storage", required_argument, NULL, 'S' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -77,6 +82,22 @@ const char cmd_run_usage[] =
 	"                    afpacket: AF_PACKET (slower, works without XDP);\n"
 	"                    auto: AF_XDP, else AF_PACKET with a note on stderr\n"
 	"  --print-lease     print the lease handed to the runtime on stderr\n"
+	"  --volume IMAGE[:MOUNTPOINT]\n"
+	"                    give the program the ext4 volume in IMAGE (see `libretto\n"
+	"                    volume create`): its file calls under MOUNTPOINT (an\n"
+	"                    absolute path, default /data) go to that file system,\n"
+	"                    every other path stays on the kernel's.  Repeatable, at\n"
+	"                    most 8, at distinct mount points\n"
+	"  --storage direct|indirect\n"
+	"                    direct (the default): the program runs ext4 in its own\n"
+	"                    process and owns the image exclusively (a second program\n"
+	"                    asking for it is refused: \"in use by app N\"); indirect:\n"
+	"                    the storage server libretto-fsd runs it and serves the\n"
+	"                    same volume to several programs at once\n"
+	"\n"
+	"Volumes are released with the lease.  With a volume, the program's\n"
+	"environment holds LIBRETTO_VOLUMES and the descriptors it names\n"
+	"(docs/storage.md); the image stays a valid ext4 (`libretto volume check`).\n"
 	"\n"
 	"A program on a dedicated IP (every direct one; indirect and auto ones with\n"
 	"--ip A.B.C.D or, for auto, the default pool address) can be moved between\n"
@@ -255,9 +276,136 @@ static int run_lease(const char *reply, const int *fds, int nfds, int ctl, char 
 	return kv_buf_ok(&b) ? 0 : -ENOSPC;
 }
 
+/* One --volume: the image (its real path once resolved) and the mount point. */
+struct run_volume {
+	const char *spec;
+	char image[PATH_MAX];
+	char mount[PATH_MAX];
+};
+
+/*
+ * Split IMAGE[:MOUNTPOINT] at the last ":/" (an image path may hold ':'),
+ * resolve IMAGE and trim the mount point's trailing slashes.  0, or prints
+ * why and returns the exit status.
+ */
+static int run_volume_parse(const char *spec, struct run_volume *v)
+{
+	const char *colon = NULL;
+	char img[PATH_MAX];
+	size_t ilen, n;
+
+	for (const char *p = strstr(spec, ":/"); p; p = strstr(p + 1, ":/"))
+		colon = p;
+	ilen = colon ? (size_t)(colon - spec) : strlen(spec);
+	if (ilen == 0 || ilen >= sizeof(v->image))
+		return cli_usage_err("run", "--volume wants IMAGE[:MOUNTPOINT], not '%s'", spec);
+	v->spec = spec;
+	snprintf(v->mount, sizeof(v->mount), "%s", colon ? colon + 1 : "/data");
+	n = strlen(v->mount);
+	while (n > 1 && v->mount[n - 1] == '/')
+		v->mount[--n] = '\0';
+	if (strcmp(v->mount, "/") == 0)
+		return cli_usage_err("run", "--volume %s: the mount point cannot be /", spec);
+	snprintf(img, sizeof(img), "%.*s", (int)ilen, spec);
+	if (!realpath(img, v->image)) {
+		if (errno == ENOENT && !colon && strchr(spec, ':'))
+			return cli_usage_err("run", "--volume %s: no such image, and a mount point "
+					     "after ':' must be absolute", spec);
+		cli_err("volume %s: %s", img, strerror(errno));
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+/*
+ * Ask librettod for volume v on the lease connection ctl and append its
+ * LIBRETTO_VOLUMES entry to b: mount=,storage=,image=, the reply's other
+ * keys, then fd=N (one descriptor) or fds=N.N.N.  The received
+ * descriptors are kept open across exec and stored in fds[*nfds...].
+ * 0, or prints "volume IMAGE: <why>" and returns -errno.
+ */
+static int run_volume_attach(int ctl, const struct run_volume *v, const char *storage,
+			     struct kv_buf *b, int *fds, int *nfds)
+{
+	static char reply[CTL_MSG_MAX];
+	char req[2 * PATH_MAX + 64], item[1024];
+	int got[CTL_MAX_FDS], ngot = CTL_MAX_FDS, n, err;
+
+	snprintf(req, sizeof(req), "volume\nimage=%s\nmount=%s\nstorage=%s\n", v->image,
+		 v->mount, storage);
+	n = cli_ctl_call(ctl, req, reply, sizeof(reply), got, &ngot, RUN_REGISTER_TIMEOUT_MS);
+	if (n < 0) {
+		cli_err("volume %s: librettod did not answer: %s", v->image, strerror(-n));
+		return n;
+	}
+	err = cli_reply_errno(reply);
+	if (err != 0) {
+		char msg[1024] = "no reason given";
+
+		if (err < 0)
+			snprintf(msg, sizeof(msg), "malformed reply (no errno=)");
+		else
+			cli_reply_get(reply, "error", msg, sizeof(msg));
+		/* librettod's sentences about a volume name it already. */
+		if (!strncmp(msg, "volume ", 7) && !strncmp(msg + 7, v->image, strlen(v->image)))
+			cli_err("%s", msg);
+		else
+			cli_err("volume %s: %s", v->image, msg);
+		run_close_fds(got, ngot);
+		return err < 0 ? err : -err;
+	}
+	kv_buf_raw(b, b->len ? ";" : "");
+	snprintf(item, sizeof(item), "mount=%s,storage=%s,image=", v->mount, storage);
+	kv_buf_raw(b, item);
+	kv_buf_raw(b, v->image);
+	if (ngot < 1 || (!strcmp(storage, "direct") && ngot != 1)) {
+		cli_err("volume %s: librettod sent %d descriptors", v->image, ngot);
+		run_close_fds(got, ngot);
+		return -EPROTO;
+	}
+	/* Every key but errno and fds goes into the entry as it came. */
+	for (const char *line = reply; *line; ) {
+		size_t len = strcspn(line, "\n");
+
+		if (len && memchr(line, '=', len) && strncmp(line, "errno=", 6) != 0 &&
+		    strncmp(line, "error=", 6) != 0 && strncmp(line, "fds=", 4) != 0) {
+			if (len >= sizeof(item) - 1 || memchr(line, ',', len) ||
+			    memchr(line, ';', len)) {
+				cli_err("volume %s: librettod's reply cannot be passed on: '%.*s'",
+					v->image, (int)len, line);
+				run_close_fds(got, ngot);
+				return -EPROTO;
+			}
+			snprintf(item, sizeof(item), ",%.*s", (int)len, line);
+			kv_buf_raw(b, item);
+		}
+		line += len;
+		if (*line)
+			line++;
+	}
+	kv_buf_raw(b, !strcmp(storage, "direct") ? ",fd=" : ",fds=");
+	for (int i = 0; i < ngot; i++) {
+		if (run_keep_fd(got[i]) < 0) {
+			cli_err("volume %s: cannot keep its descriptor open: %s", v->image,
+				strerror(errno));
+			run_close_fds(got + i, ngot - i);
+			return -EIO;
+		}
+		fds[(*nfds)++] = got[i];
+		snprintf(item, sizeof(item), "%s%d", i ? "." : "", got[i]);
+		kv_buf_raw(b, item);
+	}
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static char reply[CTL_MSG_MAX], lease[CTL_MSG_MAX + 512];
+	static char volenv[RUN_MAX_VOLUMES * (2 * PATH_MAX + 256)];
+	static struct run_volume vols[RUN_MAX_VOLUMES];
+	int vfds[RUN_MAX_VOLUMES * CTL_MAX_FDS], nvfds = 0, nvols = 0;
+	const char *storage = NULL;
+	struct kv_buf vb;
 	const char *mode = "direct", *name = NULL, *ip = "auto", *vf = "auto";
 	const char *backend = "afxdp", *old_preload;
 	const char *auto_high = NULL, *auto_low = NULL, *auto_dwell = NULL;
@@ -269,8 +417,16 @@ int cmd_run(int argc, char **argv)
 	struct in_addr ia;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+:m:n:i:v:b:PhH:L:D:", run_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:m:n:i:v:b:PhH:L:D:V:S:", run_opts, NULL)) != -1) {
 		switch (c) {
+		case 'V':
+			if (nvols == RUN_MAX_VOLUMES)
+				return cli_usage_err("run", "at most %d --volume", RUN_MAX_VOLUMES);
+			vols[nvols++].spec = optarg;
+			break;
+		case 'S':
+			storage = optarg;
+			break;
 		case 'H':
 			auto_high = optarg;
 			break;
@@ -334,9 +490,21 @@ int cmd_run(int argc, char **argv)
 		return cli_usage_err("run", "--ip wants an IPv4 address like 10.42.0.10, not '%s'", ip);
 	if (strcmp(vf, "auto") != 0 && !run_ifname_ok(vf))
 		return cli_usage_err("run", "--vf wants an interface name like vf1, not '%s'", vf);
+	if (storage && strcmp(storage, "direct") != 0 && strcmp(storage, "indirect") != 0)
+		return cli_usage_err("run", "unknown storage '%s' (direct or indirect)", storage);
+	if (storage && !nvols)
+		return cli_usage_err("run", "--storage goes with --volume IMAGE[:MOUNTPOINT]");
+	if (!storage)
+		storage = "direct";
 	err = run_check_cmd(argv[optind]);
 	if (err)
 		return err;
+	/* Resolve every image before leasing anything: a typo costs no VF. */
+	for (int i = 0; i < nvols; i++) {
+		err = run_volume_parse(vols[i].spec, &vols[i]);
+		if (err)
+			return err;
+	}
 
 	if (cli_find_runtime(runtime, sizeof(runtime)) < 0)
 		return CLI_EXIT_FAIL;
@@ -440,6 +608,20 @@ int cmd_run(int argc, char **argv)
 		cli_err("cannot keep the lease connection open: %s", strerror(errno));
 		return CLI_EXIT_FAIL;
 	}
+	/* The volumes, on the lease; a refusal closes it, which releases those granted. */
+	kv_buf_init(&vb, volenv, sizeof(volenv));
+	for (int i = 0; i < nvols; i++) {
+		if (run_volume_attach(ctl, &vols[i], storage, &vb, vfds, &nvfds) < 0) {
+			close(ctl);
+			run_close_fds(fds, nfds);
+			run_close_fds(vfds, nvfds);
+			return CLI_EXIT_FAIL;
+		}
+	}
+	if (!kv_buf_ok(&vb)) {
+		cli_err("the volumes' environment is too long");
+		return CLI_EXIT_FAIL;
+	}
 	err = run_lease(reply, fds, nfds, ctl, lease, sizeof(lease));
 	if (err < 0) {
 		cli_err("librettod's register reply cannot be passed on (%s): fds= names %s",
@@ -447,8 +629,11 @@ int cmd_run(int argc, char **argv)
 			err == -ENOSPC ? "fit" : "must match the descriptors received");
 		return CLI_EXIT_FAIL;
 	}
-	if (print_lease)
+	if (print_lease) {
 		fprintf(stderr, "%s=%s\n", LIBRETTO_LEASE_ENV, lease);
+		if (nvols)
+			fprintf(stderr, "%s=%s\n", RUN_VOLUMES_ENV, volenv);
+	}
 
 	old_preload = getenv("LD_PRELOAD");
 	if (old_preload && *old_preload) {
@@ -461,7 +646,12 @@ int cmd_run(int argc, char **argv)
 	} else {
 		preload = runtime;
 	}
-	if (setenv(LIBRETTO_LEASE_ENV, lease, 1) < 0 || setenv("LD_PRELOAD", preload, 1) < 0) {
+	/*
+	 * An inherited LIBRETTO_VOLUMES (libretto run under a program that has
+	 * volumes) names its parent's descriptors, not this program's.
+	 */
+	if ((nvols ? setenv(RUN_VOLUMES_ENV, volenv, 1) : unsetenv(RUN_VOLUMES_ENV)) < 0 ||
+	    setenv(LIBRETTO_LEASE_ENV, lease, 1) < 0 || setenv("LD_PRELOAD", preload, 1) < 0) {
 		cli_err("cannot set the environment: %s", strerror(errno));
 		return CLI_EXIT_FAIL;
 	}
@@ -471,6 +661,7 @@ int cmd_run(int argc, char **argv)
 	/* Give the lease back before anything else, so the VF is free at once. */
 	close(ctl);
 	run_close_fds(fds, nfds);
+	run_close_fds(vfds, nvfds);
 	cli_err("%s: %s", argv[optind], err == ENOENT && !strchr(argv[optind], '/') ?
 		"command not found" : strerror(err));
 	return err == ENOENT ? 127 : 126;

@@ -291,6 +291,25 @@ int ind_adopt_rings(struct ld_ind *x, int ring_fd, int efd_netd, int efd_app, ch
 		    size_t errlen);
 /* ---- end: supervisor restart ---- */
 
+/* ---- begin: volumes (volume.c, issue 8, tag v5) ---- */
+/*
+ * volume.c: the images application leases use (include/libretto/ctl.h,
+ * `volume` and `volumes`).  volume_cmd() serves a `volume` request on the
+ * connection fd of lease app (0: not a lease, refused) named name with
+ * pid, and sends the reply itself (with the image descriptor, or fsd's
+ * session descriptors).  volume_release() gives back every volume of a
+ * lease whose end has come (direct: librettod's lock goes; indirect: the
+ * fsd session is closed).  volume_list() answers `volumes`;
+ * volume_status() appends volumes=N to a status reply.
+ */
+struct kv;
+struct kv_buf;
+void volume_cmd(int fd, unsigned app, const char *name, pid_t pid, const struct kv *req);
+void volume_release(unsigned app);
+void volume_list(int fd);
+void volume_status(struct kv_buf *b);
+/* ---- end: volumes ---- */
+
 /*
  * server.c: the control socket and the event loop.  server_listen() binds
  * and listens (the caller has checked for a live daemon); server_run() runs

@@ -1,5 +1,6 @@
 /* librettod, the supervisor: options, start-up checks, daemonizing. */
 #include "librettod/librettod.h"
+#include "librettod/fsd_sup.h"   /* tag v3 */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -563,6 +564,8 @@ int main(int argc, char **argv)
 	/* tag s: the network server; librettod serves direct mode even without it. */
 	if (netd_sup_pid() == 0)
 		netd_sup_start(&cfg);
+	/* tag v3: the storage server, for indirect volumes (issue 8). */
+	fsd_sup_start(&cfg);
 
 	vfs[0] = '\0';
 	for (int i = 0; i < cfg.nvfs && used < sizeof(vfs); i++) {

@@ -34,6 +34,7 @@
 #include "libretto/region.h"
 #include "librettod/pool.h"
 #include "librettod/proto.h"
+#include "librettod/fsd_sup.h"   /* tag v3 */
 
 /* Bounds that keep one misbehaving local user from exhausting the daemon. */
 #define SERVER_MAX_CONNS 256
@@ -53,7 +54,7 @@
 #define APP_MAX_HOLDERS 8
 
 enum ev_kind { EV_LISTEN, EV_SIGNAL, EV_CONN, EV_PIDFD, EV_TIMER, EV_NETD /* tag s */,
-	       EV_POLICY };
+	       EV_POLICY, EV_FSD /* tag v3 */ };
 
 /* Mode switching (issue 6): where an application's switch stands. */
 enum sw_state {
@@ -177,6 +178,7 @@ static struct {
 	int timer_fd;              /* ticks while registers are pending */
 	struct ev timer_ev;
 	struct ev netd_ev;         /* netd supervision (netd_sup.c, tag s) */
+	struct ev fsd_ev;          /* fsd supervision (fsd_sup.c, tag v3) */
 	int policy_fd;             /* switching: the auto policy's and link checks' tick */
 	struct ev policy_ev;
 	unsigned auto_high, auto_low, auto_dwell_ms;   /* defaults for mode=auto */
@@ -321,6 +323,7 @@ static void app_release(struct app *a, const char *reason)
 	ld_log("release app=%u name=%s pid=%d ip=%s vf=%s backend=%s reason=%s",
 	       a->id, a->name, (int)a->pid, ip_fmt(a->ip, ip), a->vf >= 0 ? vf_name(a->vf) : "-",
 	       a->indirect ? "shm" : proto_backend_name(a->dev.backend), reason);
+	volume_release(a->id);     /* tag v5: its volumes (issue 8) */
 	/* tag p: an indirect lease's ports and rings (a switchable direct
 	 * one's ports) go first. */
 	if (a->ind) {
@@ -1854,6 +1857,8 @@ static void cmd_status(struct conn *c)
 	kv_buf_add(&b, '\n', "apps", "%u", S.napps);
 	kv_buf_add(&b, '\n', "pid", "%d", (int)getpid());
 	netd_sup_status(&b);       /* tag s */
+	fsd_sup_status(&b);        /* tag v3 */
+	volume_status(&b);         /* tag v5 */
 	kv_buf_add(&b, '\n', "errno", "0");
 	if (!kv_buf_ok(&b)) {
 		reply_err(c, EMSGSIZE, "the status reply does not fit in one message");
@@ -2021,6 +2026,31 @@ static void cmd_netd(struct conn *c, const struct kv *req)
 	snprintf(S.out, sizeof(S.out), "message=%s\nerrno=0\n", msg);
 	send_reply(c, S.out, strlen(S.out), NULL, 0);
 }
+
+/* "fsd op=restart": root only; the new fsd adopts every volume and session. */
+static void cmd_fsd(struct conn *c, const struct kv *req)
+{
+	const char *op = kv_get(req, "op");
+	char msg[600];
+	int e;
+
+	if (c->uid != 0 && c->uid != geteuid()) {
+		reply_err(c, EPERM, "only root may restart the storage server");
+		return;
+	}
+	if (!op || strcmp(op, "restart")) {
+		reply_err(c, EINVAL, "fsd needs op=restart");
+		return;
+	}
+	ld_log("fsd restart requested by pid=%d uid=%u", (int)c->pid, (unsigned)c->uid);
+	e = fsd_sup_restart(msg, sizeof(msg));
+	if (e) {
+		reply_err(c, -e, "%s", msg);
+		return;
+	}
+	snprintf(S.out, sizeof(S.out), "message=%s\nerrno=0\n", msg);
+	send_reply(c, S.out, strlen(S.out), NULL, 0);
+}
 /* ---- end: netd restart and live upgrade ---- */
 
 static void cmd_shutdown(struct conn *c)
@@ -2074,18 +2104,25 @@ static void handle_request(struct conn *c, const char *text, size_t len)
 		cmd_stats(c);
 	else if (!strcmp(cmd, "netd"))        /* tag r */
 		cmd_netd(c, &req);
+	else if (!strcmp(cmd, "fsd"))
+		cmd_fsd(c, &req);
 	else if (!strcmp(cmd, "port"))        /* tag p */
 		cmd_port(c, &req);
 	else if (!strcmp(cmd, "switch"))      /* issue 6 */
 		cmd_switch(c, &req);
 	else if (!strcmp(cmd, "reattach"))    /* tag l */
 		cmd_reattach(c, &req);
+	else if (!strcmp(cmd, "volume"))      /* tag v5: issue 8 */
+		volume_cmd(c->fd, c->app ? c->app->id : 0, c->app ? c->app->name : NULL,
+			   c->app ? c->app->pid : c->pid, &req);
+	else if (!strcmp(cmd, "volumes"))     /* tag v5 */
+		volume_list(c->fd);
 	else if (!strcmp(cmd, "switched") || !strcmp(cmd, "switch_failed") ||
 		 !strcmp(cmd, "switch_drained") || !strcmp(cmd, "switch_want"))
 		cmd_switch_event(c, cmd, &req);
 	else
 		reply_err(c, EINVAL, "unknown command '%.40s' (register, port, ps, status, stats, "
-			  "shutdown, handover, switch)", cmd);
+			  "shutdown, handover, switch, netd, fsd, volume, volumes)", cmd);
 	kv_free(&req);
 }
 
@@ -2778,6 +2815,13 @@ static int server_setup(const struct ld_config *cfg, int listen_fd)
 		if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, netd_sup_fd(), &ev) < 0)
 			return -errno;
 	}
+	/* fsd supervision (tag v3): its pidfd, timers and control socket behind one descriptor. */
+	if (fsd_sup_fd() >= 0) {
+		S.fsd_ev.kind = EV_FSD;
+		ev.data.ptr = &S.fsd_ev;
+		if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, fsd_sup_fd(), &ev) < 0)
+			return -errno;
+	}
 	recover_apps();                      /* tag l */
 	recover_save();
 	return 0;
@@ -2791,6 +2835,8 @@ static void server_teardown(void)
 	netd_sup_stop();
 	while (S.apps)
 		app_release(S.apps, "librettod shutting down");
+	/* tag v3: after the leases (their sessions closed), fsd unmounts what is left. */
+	fsd_sup_stop();
 	while (S.conns)
 		conn_close(S.conns, "librettod shutting down");
 	graveyard_free();
@@ -2858,6 +2904,9 @@ int server_run(const struct ld_config *cfg, int listen_fd)
 				break;
 			case EV_NETD:        /* tag s */
 				netd_sup_on_event();
+				break;
+			case EV_FSD:         /* tag v3 */
+				fsd_sup_on_event();
 				break;
 			case EV_POLICY:
 				on_policy();

@@ -4,6 +4,7 @@
 
 #include "ipx/real.h"
 #include "stack/stack.h"
+#include "vfs/vfs_mount.h"
 
 /*
  * Runs before main().  Without a lease (not started by `libretto run`) the
@@ -20,4 +21,13 @@ __attribute__((constructor)) static void runtime_start(void)
 	err = stack_init();
 	if (err < 0 && err != -ENOENT)
 		_exit(127);
+	/* Volumes (LIBRETTO_VOLUMES) need no lease: a volume-only program
+	 * runs without one.  Never fails: a bad entry is left out. */
+	vfs_init();
+}
+
+/* At exit: flush our stdio streams, commit and detach the volumes. */
+__attribute__((destructor)) static void runtime_stop(void)
+{
+	vfs_exit();
 }

@@ -21,10 +21,12 @@ enum ipx_kind {
 	IPX_EPOLL,	/* an emulated epoll instance (kernel epoll behind it) */
 	IPX_PRIV,	/* a runtime-private descriptor the app must not close */
 	IPX_RELAY,	/* forked child: a kernel socket the stack's owner serves (ipx_relay.h) */
+	IPX_VFILE,	/* a file or directory of a volume (ipx_file.h) */
 };
 
 struct ipx_member;
 struct ipx_epoll;
+struct ipx_vfile;
 
 /*
  * One open description the runtime owns, named by every descriptor that
@@ -49,6 +51,7 @@ struct ipx_file {
 	/* Forked child, IPX_SOCK: the owner has been told (attached or
 	 * released), or could not be (ipx_relay.c). */
 	bool relay_done;
+	struct ipx_vfile *vf;		/* IPX_VFILE */
 };
 
 /*
@@ -191,6 +194,27 @@ void ipx_epoll_sync_doorbell(struct ipx_epoll *ep);
 void ipx_member_convert_all(struct ipx_file *f);
 /* The socket's kernel side may carry new events: register them. */
 void ipx_members_kcheck(struct ipx_file *f);
+
+/*
+ * Volume files (ipx_file*.c, only in libretto.so; weak, so the wrappers
+ * link without them in the unit tests).  Their descriptor is an O_PATH
+ * descriptor of the image, so the kernel refuses every data call on it:
+ * the wrappers that exist for sockets hand an IPX_VFILE to these.
+ *   ipx_vfile_rw: read/write/readv/writev at the file offset; returns the
+ *     count or -errno; drops the caller's pin.
+ *   ipx_vfile_fcntl: *done false: the kernel's command (dup, FD flags).
+ *   ipx_vfile_ioctl: the file's ioctls (FICLONE: -EOPNOTSUPP...).
+ *   ipx_vfile_sendfile: in is a volume file: *ret is the result (-1/errno
+ *     convention), returns false when in is not one.
+ *   ipx_vfile_close: one descriptor of the file was closed (POSIX locks).
+ *   ipx_vfile_free: the last reference went (the inode's open reference).
+ */
+ssize_t ipx_vfile_rw(struct ipx_file *f, const struct iovec *iov, int cnt, bool wr) __attribute__((weak));
+int ipx_vfile_fcntl(struct ipx_file *f, int cmd, long arg, bool *done) __attribute__((weak));
+int ipx_vfile_ioctl(struct ipx_file *f, unsigned long req, void *arg) __attribute__((weak));
+bool ipx_vfile_sendfile(int out, int in, off_t *off, size_t n, ssize_t *ret) __attribute__((weak));
+void ipx_vfile_close(struct ipx_file *f) __attribute__((weak));
+void ipx_vfile_free(struct ipx_file *f) __attribute__((weak));
 
 /* The kernel-side readiness of a libOS socket's kfd (EPOLL* bits within
  * lsock_kernel_events()), polled now. */

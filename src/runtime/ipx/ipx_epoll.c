@@ -559,6 +559,14 @@ IPX_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		return real.epoll_ctl(epfd, op, fd, ev);
 	ef = ipx_get(epfd);
 	tf = ipx_get(fd);
+	if (tf != NULL && tf->kind == IPX_VFILE) {
+		/* A regular file cannot be watched, as on Linux. */
+		ipx_put(tf);
+		if (ef != NULL)
+			ipx_put(ef);
+		errno = EPERM;
+		return -1;
+	}
 	if (ef == NULL || ef->kind != IPX_EPOLL || tf == NULL || tf->kind != IPX_SOCK ||
 	    epfd == fd) {
 		/* Kernel members, nested epoll instances (they become

@@ -9,6 +9,7 @@
 #include "libretto/ctl.h"
 #include "ipx/ipx.h"
 #include "stack/stack.h"
+#include "vfs/vfs_mount.h"
 
 extern char **environ;
 
@@ -85,20 +86,44 @@ static bool preload_has(const char *list, const char *path)
 	return false;
 }
 
+/* Exec with envp plus the virtual cwd's entry (vfs_exec_cwd_env), on this frame. */
+static int ipx_exec_cwd(const struct ipx_exec_call *c, char *const envp[], const char *cwdenv)
+{
+	size_t n = 0, j = 0;
+
+	if (envp != NULL)
+		while (envp[n] != NULL)
+			n++;
+
+	char *env[n + 2];
+
+	for (size_t i = 0; i < n; i++)
+		if (!env_is(envp[i], VFS_CWD_ENV))
+			env[j++] = envp[i];
+	env[j++] = (char *)cwdenv;
+	env[j] = NULL;
+	return ipx_exec_real(c, env);
+}
+
 static int ipx_exec(const struct ipx_exec_call *c, char *const envp[])
 {
 	static const char preload_key[] = "LD_PRELOAD=";
-	const char *lease, *self, *preload = NULL;
+	const char *lease, *self, *preload = NULL, *cwdenv;
 	size_t n = 0, plen, j = 0;
 	int fds[CTL_MAX_FDS], fdflags[CTL_MAX_FDS], nfds, r, err;
 
 	real_init();
+	/* Direct storage cannot pass into the new image: commit and let go,
+	 * so that it can mount the volume itself (vfs_mount.h); a cwd in a
+	 * volume goes with the environment. */
+	vfs_before_exec();
+	cwdenv = vfs_exec_cwd_env();
 	if (!stack_lease_pending())
-		return ipx_exec_real(c, envp);
+		return cwdenv ? ipx_exec_cwd(c, envp, cwdenv) : ipx_exec_real(c, envp);
 	lease = stack_lease_env();
 	self = stack_runtime_path();
 	if (lease == NULL)
-		return ipx_exec_real(c, envp);
+		return cwdenv ? ipx_exec_cwd(c, envp, cwdenv) : ipx_exec_real(c, envp);
 	if (envp != NULL) {
 		for (; envp[n] != NULL; n++)
 			if (preload == NULL && env_is(envp[n], "LD_PRELOAD"))
@@ -108,15 +133,18 @@ static int ipx_exec(const struct ipx_exec_call *c, char *const envp[])
 
 	/* The caller's array stays untouched: the copy drops its lease and
 	 * LD_PRELOAD entries and adds ours. */
-	char *env[n + 3];
+	char *env[n + 4];
 	char pl[plen];
 
 	for (size_t i = 0; i < n; i++) {
-		if (env_is(envp[i], LIBRETTO_LEASE_ENV) || env_is(envp[i], "LD_PRELOAD"))
+		if (env_is(envp[i], LIBRETTO_LEASE_ENV) || env_is(envp[i], "LD_PRELOAD") ||
+		    env_is(envp[i], VFS_CWD_ENV))
 			continue;
 		env[j++] = envp[i];
 	}
 	env[j++] = (char *)lease;
+	if (cwdenv != NULL)
+		env[j++] = (char *)cwdenv;
 	if (self != NULL && !(preload != NULL && preload_has(preload, self))) {
 		/* Ours first, so our wrappers come before other preloaded ones. */
 		strcpy(pl, preload_key);

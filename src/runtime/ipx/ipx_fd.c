@@ -53,6 +53,8 @@ void ipx_put(struct ipx_file *f)
 		ipx_epoll_free(f->ep);
 	else if (f->kind == IPX_RELAY)
 		ipx_relay_info_free(f);
+	else if (f->kind == IPX_VFILE && ipx_vfile_free != NULL)
+		ipx_vfile_free(f);
 	free(f);
 }
 
@@ -164,6 +166,9 @@ void ipx_detach(struct ipx_file *f)
 
 	if (f == &ipx_private)
 		return;
+	/* Any close of a file drops the process's POSIX locks on it. */
+	if (f->kind == IPX_VFILE && ipx_vfile_close != NULL)
+		ipx_vfile_close(f);
 	pthread_mutex_lock(&ipx_lock);
 	last = --f->nfd == 0;
 	if (last) {
@@ -483,8 +488,22 @@ static int ipx_fcntl(int fd, int cmd, long arg, bool is64)
 	case F_SETFL:
 		break;
 	default:
-		return rf(fd, cmd, arg);
+		if (ipx_vfile_fcntl == NULL)
+			return rf(fd, cmd, arg);
+		break;
 	}
+	f = ipx_get_raw(fd);
+	if (f != NULL && f->kind == IPX_VFILE) {
+		bool done = false;
+
+		r = ipx_vfile_fcntl(f, cmd, arg, &done);
+		ipx_put(f);
+		return done ? (int)ipx_ret(r) : rf(fd, cmd, arg);
+	}
+	if (f != NULL)
+		ipx_put(f);
+	if (cmd != F_GETFL && cmd != F_SETFL)
+		return rf(fd, cmd, arg);
 	f = ipx_get_sock(fd);
 	if (f == NULL)
 		return rf(fd, cmd, arg);

@@ -201,6 +201,64 @@ static int ipx_poll_mixed(struct pollfd *fds, nfds_t n, struct ipx_pent *ents, i
  * given, receives the time left (select updates its timeval with it).
  */
 static int ipx_poll_any(struct pollfd *fds, nfds_t n, const struct timespec *t,
+			const sigset_t *mask, struct timespec *left, bool sel);
+
+/*
+ * Volume files are always readable and writable, as regular files are on
+ * Linux (their O_PATH descriptor would say POLLNVAL): they are taken out of
+ * the set (fd -1, which the kernel skips), the rest is polled without
+ * waiting when one of them is ready, and they are put back with their
+ * answer.  Returns -ENOSYS when the set has none.
+ */
+#define IPX_FILE_READY (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM)
+static int ipx_poll_vfiles(struct pollfd *fds, nfds_t n, const struct timespec *t,
+			   const sigset_t *mask, struct timespec *left, bool sel)
+{
+	static const struct timespec zero;
+	int nv = 0, r, i, k = 0;
+	bool ready = false;
+
+	for (i = 0; i < (int)n; i++) {
+		struct ipx_file *f;
+
+		if (fdtab_peek(fds[i].fd) == NULL || (f = ipx_get_raw(fds[i].fd)) == NULL)
+			continue;
+		if (f->kind == IPX_VFILE)
+			nv++;
+		ipx_put(f);
+	}
+	if (nv == 0)
+		return -ENOSYS;
+
+	int idx[nv], saved[nv];
+
+	for (i = 0; i < (int)n && k < nv; i++) {
+		struct ipx_file *f;
+
+		if (fdtab_peek(fds[i].fd) == NULL || (f = ipx_get_raw(fds[i].fd)) == NULL)
+			continue;
+		if (f->kind == IPX_VFILE) {
+			idx[k] = i;
+			saved[k++] = fds[i].fd;
+			fds[i].fd = -1;
+			if (fds[i].events & IPX_FILE_READY)
+				ready = true;
+		}
+		ipx_put(f);
+	}
+	r = ipx_poll_any(fds, n, ready ? &zero : t, mask, left, sel);
+	for (i = 0; i < k; i++) {
+		struct pollfd *p = &fds[idx[i]];
+
+		p->fd = saved[i];
+		p->revents = (short)(p->events & IPX_FILE_READY);
+		if (r >= 0 && p->revents != 0)
+			r++;
+	}
+	return r;
+}
+
+static int ipx_poll_any(struct pollfd *fds, nfds_t n, const struct timespec *t,
 			const sigset_t *mask, struct timespec *left, bool sel)
 {
 	struct ipx_pent *ents = NULL;
@@ -210,6 +268,11 @@ static int ipx_poll_any(struct pollfd *fds, nfds_t n, const struct timespec *t,
 	void *p;
 
 	real_init();
+	if (ipx_vfile_rw != NULL) {
+		r = ipx_poll_vfiles(fds, n, t, mask, left, sel);
+		if (r != -ENOSYS)
+			return r;
+	}
 	for (i = 0; i < (int)n; i++) {
 		if (fdtab_peek(fds[i].fd) == NULL)
 			continue;

@@ -394,29 +394,47 @@ static ssize_t ipx_send_iov(struct ipx_file *f, int fd, const struct iovec *iov,
 	return ipx_ret(r);
 }
 
+/* read/write/readv/writev also serve volume files (ipx_vfile_rw): the
+ * file, pinned, when fd is a socket or a volume file, else NULL. */
+static struct ipx_file *ipx_get_rw(int fd)
+{
+	struct ipx_file *f = ipx_get(fd);
+
+	if (f != NULL && f->kind != IPX_SOCK && f->kind != IPX_VFILE &&
+	    !(f->kind == IPX_RELAY && ipx_relay_is_dgram(f))) {
+		ipx_put(f);
+		f = NULL;
+	}
+	return f;
+}
+
 IPX_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
-	struct ipx_file *f = ipx_get_io(fd);
+	struct ipx_file *f = ipx_get_rw(fd);
 	struct iovec iov = { buf, n };
 
 	if (f == NULL)
 		return real.read(fd, buf, n);
+	if (f->kind == IPX_VFILE)
+		return ipx_ret(ipx_vfile_rw(f, &iov, 1, false));
 	return ipx_recv_iov(f, fd, &iov, 1, 0, NULL, NULL);
 }
 
 IPX_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
-	struct ipx_file *f = ipx_get_io(fd);
+	struct ipx_file *f = ipx_get_rw(fd);
 	struct iovec iov = { (void *)buf, n };
 
 	if (f == NULL)
 		return real.write(fd, buf, n);
+	if (f->kind == IPX_VFILE)
+		return ipx_ret(ipx_vfile_rw(f, &iov, 1, true));
 	return ipx_send_iov(f, fd, &iov, 1, 0, NULL, 0);
 }
 
 IPX_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
-	struct ipx_file *f = ipx_get_io(fd);
+	struct ipx_file *f = ipx_get_rw(fd);
 
 	if (f == NULL)
 		return real.readv(fd, iov, cnt);
@@ -424,12 +442,14 @@ IPX_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
 		ipx_put(f);
 		return ipx_ret(-EINVAL);
 	}
+	if (f->kind == IPX_VFILE)
+		return ipx_ret(ipx_vfile_rw(f, iov, cnt, false));
 	return ipx_recv_iov(f, fd, iov, cnt, 0, NULL, NULL);
 }
 
 IPX_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
-	struct ipx_file *f = ipx_get_io(fd);
+	struct ipx_file *f = ipx_get_rw(fd);
 
 	if (f == NULL)
 		return real.writev(fd, iov, cnt);
@@ -437,6 +457,8 @@ IPX_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 		ipx_put(f);
 		return ipx_ret(-EINVAL);
 	}
+	if (f->kind == IPX_VFILE)
+		return ipx_ret(ipx_vfile_rw(f, iov, cnt, true));
 	return ipx_send_iov(f, fd, iov, cnt, 0, NULL, 0);
 }
 
@@ -691,8 +713,19 @@ IPX_EXPORT int ioctl(int fd, unsigned long req, ...)
 	va_start(ap, req);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	f = ipx_get_sock(fd);
 	rf = (int (*)(int, unsigned long, ...))real.ioctl;
+	/* Volume files: their ioctls, but the descriptor flag is the kernel's. */
+	if (fdtab_peek(fd) != NULL && ipx_vfile_ioctl != NULL && req != FIOCLEX && req != FIONCLEX) {
+		f = ipx_get(fd);
+		if (f != NULL && f->kind == IPX_VFILE) {
+			r = ipx_vfile_ioctl(f, req, arg);
+			ipx_put(f);
+			return (int)ipx_ret(r);
+		}
+		if (f != NULL)
+			ipx_put(f);
+	}
+	f = ipx_get_sock(fd);
 	if (f == NULL)
 		return rf(fd, req, arg);
 	switch (req) {
@@ -732,6 +765,13 @@ static ssize_t ipx_sendfile(int out, int in, off_t *off, size_t n, bool is64)
 	off_t pos;
 	int more;
 
+	/* From a volume file: the file layer's loop (to any descriptor). */
+	if (fdtab_peek(in) != NULL && ipx_vfile_sendfile != NULL &&
+	    ipx_vfile_sendfile(out, in, off, n, &sent)) {
+		if (f != NULL)
+			ipx_put(f);
+		return sent;
+	}
 	if (f == NULL) {
 		if (is64 && real.sendfile64 != NULL)
 			return real.sendfile64(out, in, off, n);
