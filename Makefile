@@ -30,7 +30,7 @@ bench: build
 # Longer fuzzing runs than make check's: FUZZ_SECONDS per harness.
 FUZZ_SECONDS ?= 300
 fuzz: build
-	@for h in kv classify validate; do LIBRETTO_SRC=$(CURDIR) LIBRETTO_BUILD=$(CURDIR)/$(BUILD) tests/fuzz/run.sh $$h $(FUZZ_SECONDS) || exit 1; done
+	@for h in kv classify validate fsdreq; do LIBRETTO_SRC=$(CURDIR) LIBRETTO_BUILD=$(CURDIR)/$(BUILD) tests/fuzz/run.sh $$h $(FUZZ_SECONDS) || exit 1; done
 
 # Long runs of the recovery (and later switching) tests: scripts/soak.sh.
 soak: deps build

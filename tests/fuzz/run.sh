@@ -12,10 +12,11 @@ case $name in
 kv) files="$src/tests/fuzz/fuzz_kv.c $src/src/common/kv.c" ;;
 classify) files="$src/tests/fuzz/fuzz_classify.c $src/src/netd/classify.c $src/src/netd/frag.c" ;;
 validate) files="$src/tests/fuzz/fuzz_validate.c $src/src/netd/validate.c $src/src/netd/classify.c $src/src/netd/frag.c" ;;
+fsdreq) files="$src/tests/fuzz/fuzz_fsdreq.c $src/src/fsd/req.c" ;;
 *) echo "unknown harness $name" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2086
-clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined \
+clang -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -I"$src/include" -I"$src/src" \
 	$files -o "$out/fuzz_$name"
 cp -n "$src"/tests/fuzz/seeds/"$name"/* "$out/corpus-$name/" 2>/dev/null || true
