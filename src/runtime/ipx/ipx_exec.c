@@ -86,8 +86,13 @@ static bool preload_has(const char *list, const char *path)
 	return false;
 }
 
-/* Exec with envp plus the virtual cwd's entry (vfs_exec_cwd_env), on this frame. */
-static int ipx_exec_cwd(const struct ipx_exec_call *c, char *const envp[], const char *cwdenv)
+/*
+ * Exec with envp plus the volumes' entries, on this frame: the virtual
+ * cwd's (vfs_exec_cwd_env) and the volume descriptors handed over
+ * (vfs_exec_fds_env); either may be NULL.
+ */
+static int ipx_exec_cwd(const struct ipx_exec_call *c, char *const envp[], const char *cwdenv,
+			const char *fdsenv)
 {
 	size_t n = 0, j = 0;
 
@@ -95,12 +100,15 @@ static int ipx_exec_cwd(const struct ipx_exec_call *c, char *const envp[], const
 		while (envp[n] != NULL)
 			n++;
 
-	char *env[n + 2];
+	char *env[n + 3];
 
 	for (size_t i = 0; i < n; i++)
-		if (!env_is(envp[i], VFS_CWD_ENV))
+		if (!env_is(envp[i], VFS_CWD_ENV) && !env_is(envp[i], VFS_FDS_ENV))
 			env[j++] = envp[i];
-	env[j++] = (char *)cwdenv;
+	if (cwdenv != NULL)
+		env[j++] = (char *)cwdenv;
+	if (fdsenv != NULL)
+		env[j++] = (char *)fdsenv;
 	env[j] = NULL;
 	return ipx_exec_real(c, env);
 }
@@ -108,7 +116,7 @@ static int ipx_exec_cwd(const struct ipx_exec_call *c, char *const envp[], const
 static int ipx_exec(const struct ipx_exec_call *c, char *const envp[])
 {
 	static const char preload_key[] = "LD_PRELOAD=";
-	const char *lease, *self, *preload = NULL, *cwdenv;
+	const char *lease, *self, *preload = NULL, *cwdenv, *fdsenv;
 	size_t n = 0, plen, j = 0;
 	int fds[CTL_MAX_FDS], fdflags[CTL_MAX_FDS], nfds, r, err;
 
@@ -118,12 +126,13 @@ static int ipx_exec(const struct ipx_exec_call *c, char *const envp[])
 	 * volume goes with the environment. */
 	vfs_before_exec();
 	cwdenv = vfs_exec_cwd_env();
+	fdsenv = vfs_exec_fds_env();
 	if (!stack_lease_pending())
-		return cwdenv ? ipx_exec_cwd(c, envp, cwdenv) : ipx_exec_real(c, envp);
+		return cwdenv || fdsenv ? ipx_exec_cwd(c, envp, cwdenv, fdsenv) : ipx_exec_real(c, envp);
 	lease = stack_lease_env();
 	self = stack_runtime_path();
 	if (lease == NULL)
-		return cwdenv ? ipx_exec_cwd(c, envp, cwdenv) : ipx_exec_real(c, envp);
+		return cwdenv || fdsenv ? ipx_exec_cwd(c, envp, cwdenv, fdsenv) : ipx_exec_real(c, envp);
 	if (envp != NULL) {
 		for (; envp[n] != NULL; n++)
 			if (preload == NULL && env_is(envp[n], "LD_PRELOAD"))
@@ -133,18 +142,20 @@ static int ipx_exec(const struct ipx_exec_call *c, char *const envp[])
 
 	/* The caller's array stays untouched: the copy drops its lease and
 	 * LD_PRELOAD entries and adds ours. */
-	char *env[n + 4];
+	char *env[n + 5];
 	char pl[plen];
 
 	for (size_t i = 0; i < n; i++) {
 		if (env_is(envp[i], LIBRETTO_LEASE_ENV) || env_is(envp[i], "LD_PRELOAD") ||
-		    env_is(envp[i], VFS_CWD_ENV))
+		    env_is(envp[i], VFS_CWD_ENV) || env_is(envp[i], VFS_FDS_ENV))
 			continue;
 		env[j++] = envp[i];
 	}
 	env[j++] = (char *)lease;
 	if (cwdenv != NULL)
 		env[j++] = (char *)cwdenv;
+	if (fdsenv != NULL)
+		env[j++] = (char *)fdsenv;
 	if (self != NULL && !(preload != NULL && preload_has(preload, self))) {
 		/* Ours first, so our wrappers come before other preloaded ones. */
 		strcpy(pl, preload_key);

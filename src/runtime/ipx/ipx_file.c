@@ -85,6 +85,110 @@ static void vf_all_del_locked(struct ipx_vfile *vf)
 }
 
 /* ------------------------------------------------------------------ */
+/* Shared offsets */
+
+/*
+ * Linux shares a file offset between the processes that share an open
+ * file description (fork, and descriptors kept across exec): a shell's
+ * `{ echo a; /bin/echo b; echo c; } > f` writes the three lines one after
+ * the other.  Our description is memory of each process, so for indirect
+ * storage (where a forked child and an exec'd image use the parent's
+ * files) the offset lives in a table of slots in a memfd that the process
+ * tree maps: made by the first process that opens an indirect file,
+ * inherited by fork, passed to exec'd images with the descriptions
+ * (VFS_FDS_ENV).  A slot counts the processes whose description uses it
+ * (taken at open, fork and adoption, dropped when a process's description
+ * goes); the last one frees it.  Each process serializes its own users
+ * with vf->lock, as Linux's f_pos lock; processes that use one description
+ * at the same instant are not serialized with each other (their calls are
+ * each atomic on the volume, the offset is the last one's).
+ * Without the table (memfd refused), the offset is the description's own:
+ * copied at fork.
+ */
+struct ipx_vpos {
+	atomic_uint refs;
+	uint32_t pad;
+	_Atomic uint64_t off;
+};
+
+#define VF_POS_SLOTS 65536
+static struct ipx_vpos *vf_pos_tab;
+static int vf_pos_fd = -1;
+static pthread_mutex_t vf_pos_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t vf_off_get(struct ipx_vfile *vf)
+{
+	return vf->pos ? atomic_load(&vf->pos->off) : vf->off;
+}
+
+static void vf_off_set(struct ipx_vfile *vf, uint64_t v)
+{
+	if (vf->pos)
+		atomic_store(&vf->pos->off, v);
+	else
+		vf->off = v;
+}
+
+/* Map the table at fd (ours: made here, or handed over by exec).  Under vf_pos_lock. */
+static int vf_pos_map(int fd)
+{
+	void *p = mmap(NULL, VF_POS_SLOTS * sizeof(struct ipx_vpos), PROT_READ | PROT_WRITE,
+		       MAP_SHARED, fd, 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	vf_pos_tab = p;
+	vf_pos_fd = fd;
+	/* Private: programs that close what they inherited keep it. */
+	(void)ipx_private_add(fd);
+	return 0;
+}
+
+/* A free slot with one reference, at offset 0; NULL without a table. */
+static struct ipx_vpos *vf_pos_new(void)
+{
+	static atomic_uint hint;
+	unsigned start;
+
+	pthread_mutex_lock(&vf_pos_lock);
+	if (vf_pos_tab == NULL) {
+		int fd = memfd_create("libretto-offsets", MFD_CLOEXEC), pfd = -1;
+
+		/* Moved up among the runtime's private descriptors: the
+		 * program's numbers stay free (a shell's `exec 3<file`). */
+		if (fd >= 0 && ftruncate(fd, VF_POS_SLOTS * sizeof(struct ipx_vpos)) == 0)
+			pfd = ipx_private_dup(fd);
+		if (fd >= 0)
+			real.close(fd);
+		if (pfd >= 0 && vf_pos_map(pfd) < 0) {
+			ipx_private_del(pfd);
+			real.close(pfd);
+		}
+	}
+	pthread_mutex_unlock(&vf_pos_lock);
+	if (vf_pos_tab == NULL)
+		return NULL;
+	start = atomic_fetch_add(&hint, 1);
+	for (unsigned i = 0; i < VF_POS_SLOTS; i++) {
+		struct ipx_vpos *p = &vf_pos_tab[(start + i) % VF_POS_SLOTS];
+		unsigned zero = 0;
+
+		if (atomic_load_explicit(&p->refs, memory_order_relaxed) == 0 &&
+		    atomic_compare_exchange_strong(&p->refs, &zero, 1)) {
+			atomic_store(&p->off, 0);
+			return p;
+		}
+	}
+	return NULL;	/* 65536 descriptions open in the tree: private offsets */
+}
+
+static void vf_pos_put(struct ipx_vfile *vf)
+{
+	if (vf->pos != NULL)
+		atomic_fetch_sub(&vf->pos->refs, 1);
+}
+
+/* ------------------------------------------------------------------ */
 /* Descriptors */
 
 struct ipx_file *ipx_vfile_get(int fd)
@@ -194,6 +298,7 @@ void ipx_vfile_free(struct ipx_file *f)
 			(void)vf->ops->unlock_owner(vf->b, vf->ino, vf->lk_owner | 1);
 		}
 		(void)vf->ops->release(vf->b, vf->ino);
+		vf_pos_put(vf);
 		atomic_fetch_sub(&vf->m->nfiles, 1);
 	}
 	vf_destroy(vf);
@@ -212,6 +317,8 @@ void ipx_vfile_fork_prepare(void)
 		vf->fork_held = false;
 		if (vf->m->e.storage == VFS_INDIRECT && !vf->given_back && ipx_vfile_check(vf) == 0)
 			vf->fork_held = vf->ops->hold(vf->b, vf->ino) == 0;
+		if (vf->fork_held && vf->pos != NULL)
+			atomic_fetch_add(&vf->pos->refs, 1);
 	}
 }
 
@@ -233,6 +340,7 @@ void ipx_vfile_fork_parent(void)
 void ipx_vfile_fork_child(void)
 {
 	pthread_mutex_init(&vf_all_lock, NULL);
+	pthread_mutex_init(&vf_pos_lock, NULL);
 	for (struct ipx_vfile *vf = vf_all; vf != NULL; vf = vf->all_next) {
 		pthread_mutex_init(&vf->lock, NULL);
 		if (vf->m->e.storage != VFS_INDIRECT)
@@ -245,8 +353,141 @@ void ipx_vfile_fork_child(void)
 	ipx_vfile_stdio_fork_child();
 }
 
+/*
+ * exec (vfs_mount.h): every indirect description of this process goes
+ * into the environment (VFS_FDS_ENV) with its open reference: the new
+ * image adopts the ones whose descriptors survive the exec (no
+ * FD_CLOEXEC) on the same numbers, and gives back the others' references
+ * at once (an entry without descriptors).  Nothing changes here, so a
+ * failed exec leaves every file usable.  One entry per description, ';'
+ * separated:
+ *     mount-index,ino,offset,flags,dir,lock-owner,offsets-fd,slot,[fd[.fd...]]
+ * A static buffer (the exec path does not allocate); references of
+ * descriptions that do not fit (about a thousand) stay with the session.
+ */
+#define VF_EXEC_MAX 1024
+static char vf_exec_env[sizeof(VFS_FDS_ENV) + 65536];
+
+const char *ipx_vfile_exec_env(void)
+{
+	int (*rf)(int, int, ...) = (int (*)(int, int, ...))real.fcntl;
+	static struct { int fd; struct ipx_vfile *vf; } v[VF_EXEC_MAX];
+	size_t cap = sizeof(vf_exec_env), len;
+	int lim = fdtab_limit(), n = 0, entries = 0;
+
+	len = (size_t)snprintf(vf_exec_env, cap, "%s=", VFS_FDS_ENV);
+	/* The descriptors that survive the exec, and their descriptions. */
+	for (int fd = 0; fd < lim && n < VF_EXEC_MAX; fd++) {
+		struct ipx_file *f = ipx_vfile_get(fd);
+		int fl;
+
+		if (f == NULL)
+			continue;
+		fl = rf(fd, F_GETFD);
+		if (fl >= 0 && !(fl & FD_CLOEXEC) && f->vf->m->e.storage == VFS_INDIRECT) {
+			v[n].fd = fd;
+			v[n++].vf = f->vf;
+		}
+		ipx_put(f);
+	}
+	pthread_mutex_lock(&vf_all_lock);
+	for (struct ipx_vfile *vf = vf_all; vf != NULL; vf = vf->all_next) {
+		char ent[256];
+		size_t el;
+		const char *sep = "";
+
+		if (vf->m->e.storage != VFS_INDIRECT || vf->given_back || ipx_vfile_check(vf) < 0)
+			continue;
+		el = (size_t)snprintf(ent, sizeof(ent), "%s%d,%u,%llu,%d,%d,%llu,%d,%d,",
+				      entries ? ";" : "", (int)(vf->m - vfs_mounts), (unsigned)vf->ino,
+				      (unsigned long long)vf_off_get(vf), vf->flags, vf->dir ? 1 : 0,
+				      (unsigned long long)vf->lk_owner, vf->pos ? vf_pos_fd : -1,
+				      vf->pos ? (int)(vf->pos - vf_pos_tab) : -1);
+		for (int k = 0; k < n && el + 16 < sizeof(ent); k++) {
+			if (v[k].vf == vf) {
+				el += (size_t)snprintf(ent + el, sizeof(ent) - el, "%s%d", sep, v[k].fd);
+				sep = ".";
+			}
+		}
+		if (len + el + 1 > cap)
+			break;
+		memcpy(vf_exec_env + len, ent, el + 1);
+		len += el;
+		entries++;
+	}
+	pthread_mutex_unlock(&vf_all_lock);
+	/* The offset table goes with them (the new image makes it close-on-exec again). */
+	if (entries && vf_pos_fd >= 0)
+		(void)rf(vf_pos_fd, F_SETFD, 0L);
+	return entries ? vf_exec_env : NULL;
+}
+
+/*
+ * The new image's side (vfs_load): the descriptions handed over by the
+ * image before the exec, on the same descriptor numbers (the O_PATH
+ * descriptors survived the exec), each with the reference it passed.
+ */
+void ipx_vfile_adopt(struct vfs_mount *m, const struct vfs_ops *ops, void *b, unsigned gen,
+		     const char *ent)
+{
+	int (*rf)(int, int, ...) = (int (*)(int, int, ...))real.fcntl;
+	unsigned long long off, owner;
+	struct ipx_vfile *vf;
+	struct ipx_file *f;
+	struct ipx_vpos *pos = NULL;
+	unsigned ino;
+	int flags, dir, used = 0, fd, posfd, slot;
+	const char *p;
+	char *end;
+
+	if (sscanf(ent, "%*d,%u,%llu,%d,%d,%llu,%d,%d,%n", &ino, &off, &flags, &dir, &owner, &posfd,
+		   &slot, &used) < 7 || used == 0)
+		return;
+	if (posfd >= 0 && slot >= 0 && slot < VF_POS_SLOTS) {
+		pthread_mutex_lock(&vf_pos_lock);
+		if (vf_pos_tab == NULL && rf(posfd, F_SETFD, (long)FD_CLOEXEC) == 0)
+			(void)vf_pos_map(posfd);
+		if (vf_pos_fd == posfd && vf_pos_tab != NULL)
+			pos = &vf_pos_tab[slot];
+		pthread_mutex_unlock(&vf_pos_lock);
+	}
+	vf = calloc(1, sizeof(*vf));
+	f = vf ? ipx_file_new(IPX_VFILE) : NULL;
+	if (f == NULL) {
+		free(vf);
+		(void)ops->release(b, ino);
+		if (pos != NULL)
+			atomic_fetch_sub(&pos->refs, 1);
+		return;
+	}
+	vf->pos = pos;
+	vf->m = m;
+	vf->ops = ops;
+	vf->b = b;
+	vf->gen = gen;
+	vf->ino = ino;
+	if (pos == NULL)
+		vf->off = off;	/* else the shared slot has it (and may have moved on) */
+	vf->dir = dir != 0;
+	vf->flags = flags & (O_ACCMODE | O_PATH | VF_STATUS_FLAGS);
+	vf->lk_owner = owner;
+	pthread_mutex_init(&vf->lock, NULL);
+	f->vf = vf;
+	atomic_fetch_add(&m->nfiles, 1);
+	vf_all_add(vf);
+	for (p = ent + used; *p != '\0' && *p != ';'; p = *end == '.' ? end + 1 : end) {
+		fd = (int)strtol(p, &end, 10);
+		if (end == p)
+			break;
+		if (fd >= 0 && rf(fd, F_GETFD) >= 0 && ipx_attach(f, fd) == 0 && fd <= 2)
+			ipx_vfile_std_stream(fd, vf->flags);
+	}
+	/* Without a descriptor the description is closed here and now. */
+	ipx_put(f);
+}
+
 /* Exit or exec (vfs_mount.h): this process's references on m go back to fsd. */
-void ipx_vfile_release_mount(struct vfs_mount *m)
+void ipx_vfile_release_mount(struct vfs_mount *m, bool at_exit)
 {
 	pthread_mutex_lock(&vf_all_lock);
 	for (struct ipx_vfile *vf = vf_all; vf != NULL; vf = vf->all_next) {
@@ -258,11 +499,12 @@ void ipx_vfile_release_mount(struct vfs_mount *m)
 			(void)vf->ops->unlock_owner(vf->b, vf->ino, vf->lk_owner | 1);
 		}
 		(void)vf->ops->release(vf->b, vf->ino);
+		vf_pos_put(vf);
 	}
 	pthread_mutex_unlock(&vf_all_lock);
-	/* The process's POSIX locks on the volume: exec'd images cannot use
-	 * them (their descriptors are dead), an exited process has none. */
-	if (atomic_load(&vf_any_posix) && m->ops != NULL && m->b != NULL)
+	/* An exited process holds no POSIX locks; they survive an exec (the
+	 * pid stays, and so does the owner). */
+	if (at_exit && atomic_load(&vf_any_posix) && m->ops != NULL && m->b != NULL)
 		(void)m->ops->unlock_owner(m->b, 0, vf_owner_posix());
 }
 
@@ -365,11 +607,14 @@ int ipx_vfile_open(struct ipx_vloc *vl, int flags, mode_t mode)
 	pthread_mutex_init(&vf->lock, NULL);
 	vf->flags = flags & (O_ACCMODE | O_PATH | VF_STATUS_FLAGS);
 	vf->lk_owner = vf_owner_new();
+	if (vf->m->e.storage == VFS_INDIRECT)
+		vf->pos = vf_pos_new();
 	if (vl->loc.abs_ok)
 		vf->path = strdup(vl->loc.buf);
 	fd = vf_install(vf, (flags & O_CLOEXEC) != 0);
 	if (fd < 0) {
 		(void)vl->ops->release(vl->b, ino);
+		vf_pos_put(vf);
 		vf_destroy(vf);
 	}
 	return fd;
@@ -522,7 +767,7 @@ ssize_t ipx_vfile_prw(struct ipx_vfile *vf, const struct iovec *iov, int cnt, in
 	if (at_pos)
 		pthread_mutex_lock(&vf->lock);
 	append = wr && (vf->flags & O_APPEND);
-	pos = at_pos ? vf->off : (uint64_t)off;
+	pos = at_pos ? vf_off_get(vf) : (uint64_t)off;
 	/* An appending write of several buffers goes in one piece, so it is
 	 * atomic like Linux's. */
 	if (append && cnt > 1 && len <= (8u << 20) && (tmp = malloc(len ? len : 1)) != NULL) {
@@ -557,7 +802,7 @@ ssize_t ipx_vfile_prw(struct ipx_vfile *vf, const struct iovec *iov, int cnt, in
 	}
 	if (at_pos) {
 		if (total > 0 || (r >= 0 && append))
-			vf->off = pos;
+			vf_off_set(vf, pos);
 		pthread_mutex_unlock(&vf->lock);
 	}
 	if (total == 0 && r < 0)
@@ -704,7 +949,7 @@ static int64_t vf_lseek(struct ipx_vfile *vf, off_t off, int whence)
 	case SEEK_SET:
 		break;
 	case SEEK_CUR:
-		base = (int64_t)vf->off;
+		base = (int64_t)vf_off_get(vf);
 		break;
 	case SEEK_END:
 		err = vf->ops->getattr(vf->b, vf->ino, &st);
@@ -718,7 +963,7 @@ static int64_t vf_lseek(struct ipx_vfile *vf, off_t off, int whence)
 	case SEEK_HOLE:
 		r = off < 0 ? -ENXIO : vf->ops->seek_data(vf->b, vf->ino, (uint64_t)off, whence);
 		if (r >= 0)
-			vf->off = (uint64_t)r;
+			vf_off_set(vf, (uint64_t)r);
 		pthread_mutex_unlock(&vf->lock);
 		return r;
 	default:
@@ -729,8 +974,8 @@ static int64_t vf_lseek(struct ipx_vfile *vf, off_t off, int whence)
 		pthread_mutex_unlock(&vf->lock);
 		return off > 0 ? -EOVERFLOW : -EINVAL;
 	}
-	vf->off = (uint64_t)(base + off);
-	r = (int64_t)vf->off;
+	vf_off_set(vf, (uint64_t)(base + off));
+	r = base + off;
 	pthread_mutex_unlock(&vf->lock);
 	return r;
 }
@@ -1159,7 +1404,7 @@ static int vf_lock(struct ipx_vfile *vf, uint64_t owner, int cmd, bool wait, str
 		return -EBADF;
 	if (l.l_whence == SEEK_CUR) {
 		pthread_mutex_lock(&vf->lock);
-		l.l_start += (off_t)vf->off;
+		l.l_start += (off_t)vf_off_get(vf);
 		pthread_mutex_unlock(&vf->lock);
 	} else if (l.l_whence == SEEK_END) {
 		err = vf->ops->getattr(vf->b, vf->ino, &st);
@@ -1314,9 +1559,11 @@ int ipx_vfile_ioctl(struct ipx_file *f, unsigned long req, void *arg)
 		if (err < 0)
 			return err;
 		pthread_mutex_lock(&vf->lock);
-		*(int *)arg = (uint64_t)st.st_size > vf->off ?
-			      (int)((uint64_t)st.st_size - vf->off > INT_MAX ? INT_MAX :
-				    (uint64_t)st.st_size - vf->off) : 0;
+		uint64_t cur = vf_off_get(vf);
+
+		*(int *)arg = (uint64_t)st.st_size > cur ?
+			      (int)((uint64_t)st.st_size - cur > INT_MAX ? INT_MAX :
+				    (uint64_t)st.st_size - cur) : 0;
 		pthread_mutex_unlock(&vf->lock);
 		return 0;
 	case FIGETBSZ:
@@ -1380,7 +1627,7 @@ bool ipx_vfile_sendfile(int out, int in, off_t *off, size_t n, ssize_t *ret)
 		ipx_put(of);
 	if (off == NULL)
 		pthread_mutex_lock(&vf->lock);
-	pos = off ? (uint64_t)*off : vf->off;
+	pos = off ? (uint64_t)*off : vf_off_get(vf);
 	while (total < n) {
 		want = n - total < CHUNK ? n - total : CHUNK;
 		got = vf->ops->pread(vf->b, vf->ino, buf, want, pos);
@@ -1405,7 +1652,7 @@ bool ipx_vfile_sendfile(int out, int in, off_t *off, size_t n, ssize_t *ret)
 			break;
 	}
 	if (off == NULL) {
-		vf->off = pos;
+		vf_off_set(vf, pos);
 		pthread_mutex_unlock(&vf->lock);
 	} else {
 		*off = (off_t)pos;

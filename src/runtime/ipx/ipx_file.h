@@ -20,6 +20,10 @@
 #include "ipx/ipx.h"
 #include "vfs/vfs_mount.h"
 
+/* A file offset shared by the processes and images that share one
+ * description (fork, exec): ipx_file.c "Shared offsets". */
+struct ipx_vpos;
+
 struct ipx_vfile {
 	struct vfs_mount *m;
 	const struct vfs_ops *ops;
@@ -28,7 +32,8 @@ struct ipx_vfile {
 	vol_ino_t ino;		/* holds an open reference (released at free) */
 	bool dir;
 	pthread_mutex_t lock;	/* off, cookie, flags */
-	uint64_t off;
+	uint64_t off;		/* the offset when pos is NULL (use vf_off_get/vf_off_set) */
+	struct ipx_vpos *pos;	/* indirect storage: the shared offset, or NULL */
 	uint64_t cookie;	/* directories: the readdir position */
 	int flags;		/* O_ACCMODE, O_APPEND, O_NONBLOCK, O_PATH, O_DIRECT, O_NOATIME */
 	char *path;		/* absolute path at open (dirfd "..", fchdir), or NULL */
@@ -90,6 +95,8 @@ void ipx_times_to_setattr(const struct timespec ts[2], struct vol_setattr *sa);
 
 /* Our FILE streams (ipx_file_stdio.c): flushed at exit and before exec. */
 void ipx_vfile_flush_all(void);
+/* exec hand-over: a standard descriptor adopted as a volume file gets a stream of ours (ipx_file_stdio.c). */
+void ipx_vfile_std_stream(int fd, int flags);
 /* fork(): the child's copy of the stream list lock is made usable (ipx_file_stdio.c). */
 void ipx_vfile_stdio_fork_child(void);
 

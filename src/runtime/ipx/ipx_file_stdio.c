@@ -247,6 +247,34 @@ IPX_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *fp)
 	return ipx_freopen(path, mode, fp, true);
 }
 
+/*
+ * A standard descriptor (0, 1, 2) that an exec handed over as a volume
+ * file: glibc's own stdin/stdout/stderr write with internal calls that
+ * bypass the interposition (and would get EBADF from the O_PATH
+ * descriptor), so the program's standard stream becomes a cookie stream
+ * on it, before the program runs.  stderr stays unbuffered.
+ */
+void ipx_vfile_std_stream(int fd, int flags)
+{
+	int acc = flags & O_ACCMODE;
+	const char *mode = acc == O_RDWR ? (fd == 0 ? "r+" : "w+") : acc == O_WRONLY ? "w" : "r";
+	FILE *fp;
+
+	if (fd < 0 || fd > 2 || (flags & O_PATH))
+		return;
+	fp = ipx_stream_open(fd, mode);
+	if (fp == NULL)
+		return;
+	if (fd == 0)
+		stdin = fp;
+	else if (fd == 1)
+		stdout = fp;
+	else {
+		setvbuf(fp, NULL, _IONBF, 0);
+		stderr = fp;
+	}
+}
+
 IPX_EXPORT FILE *fdopen(int fd, const char *mode)
 {
 	struct ipx_file *f;

@@ -51,6 +51,7 @@ static void vfs_fork_parent(void);
 static void vfs_fork_child(void);
 
 static struct vfs_mount *vfs_match(const char *abs, const char **rest);
+static void vfs_fds_adopt(const char *env);
 
 static void vfs_add(const char *text, size_t len)
 {
@@ -141,6 +142,13 @@ static void vfs_load(void)
 				atomic_store(&vfs_pwd_flag, true);
 		}
 		free(own);
+		if (getenv(VFS_FDS_ENV) != NULL) {
+			char *fds = strdup(getenv(VFS_FDS_ENV));
+
+			unsetenv(VFS_FDS_ENV);
+			vfs_fds_adopt(fds);
+			free(fds);
+		}
 	}
 	atomic_store_explicit(&vfs_inited, true, memory_order_release);
 	if (ipx_vfork_setup != NULL)
@@ -588,16 +596,25 @@ static void vfs_detach_all(bool at_exit)
 		int err;
 
 		pthread_mutex_lock(&m->lock);
-		if (atomic_load(&m->state) == VFS_M_ATTACHED && m->pid == me) {
+		if (atomic_load(&m->state) == VFS_M_ATTACHED && m->pid == me &&
+		    m->e.storage == VFS_INDIRECT && !at_exit) {
+			/*
+			 * exec: the files' references went into the new image's
+			 * environment (vfs_before_exec), and the volume stays
+			 * attached, so a failed exec changes nothing.  The cwd
+			 * goes by path (LIBRETTO_CWD): its reference back now,
+			 * re-opened by path if the exec fails.
+			 */
+			vfs_cwd_give_back(m);
+		} else if (atomic_load(&m->state) == VFS_M_ATTACHED && m->pid == me) {
 			/*
 			 * fsd counts open references per session, which forked
-			 * children share: this process's go back now (its files
-			 * and cwd die here).  Direct storage: the unmount drops
-			 * them all at once.
+			 * children share: this process's go back at its exit.
+			 * Direct storage: the unmount drops them all at once.
 			 */
 			if (m->e.storage == VFS_INDIRECT) {
 				if (ipx_vfile_release_mount != NULL)
-					ipx_vfile_release_mount(m);
+					ipx_vfile_release_mount(m, at_exit);
 				vfs_cwd_give_back(m);
 			}
 			/* Files opened before see a new generation: EIO, as documented. */
@@ -630,13 +647,50 @@ const char *vfs_exec_cwd_env(void)
 	return r;
 }
 
+static const char *vfs_fds_env;
+
+const char *vfs_exec_fds_env(void)
+{
+	return vfs_fds_env;
+}
+
 void vfs_before_exec(void)
 {
 	if (vfs_nmounts == 0)
 		return;
 	if (ipx_vfile_flush_all != NULL)
 		ipx_vfile_flush_all();
+	/* Before the detach, which gives back every reference not handed over. */
+	vfs_fds_env = ipx_vfile_exec_env != NULL ? ipx_vfile_exec_env() : NULL;
 	vfs_detach_all(false);
+}
+
+/*
+ * The descriptions the image before the exec handed over (VFS_FDS_ENV):
+ * their mounts are attached now, in the constructor, so that the
+ * descriptors work from the first call.
+ */
+static void vfs_fds_adopt(const char *env)
+{
+	const char *p = env;
+
+	while (p != NULL && *p != '\0') {
+		const struct vfs_ops *ops;
+		char *end;
+		long i = strtol(p, &end, 10);
+		unsigned gen;
+		void *b;
+
+		if (end != p && *end == ',' && i >= 0 && i < vfs_nmounts &&
+		    vfs_mounts[i].e.storage == VFS_INDIRECT &&
+		    vfs_mount_get(&vfs_mounts[i], &ops, &b, &gen) == 0 && ipx_vfile_adopt != NULL)
+			ipx_vfile_adopt(&vfs_mounts[i], ops, b, gen, p);
+		/* A description that cannot be adopted keeps its reference in
+		 * fsd until the session ends (docs/storage.md). */
+		p = strchr(p, ';');
+		if (p != NULL)
+			p++;
+	}
 }
 
 void vfs_exit(void)

@@ -238,12 +238,31 @@ void ipx_vfork_setup(void) __attribute__((weak));
  *            the child, so the parent cannot drop the last one first);
  *            the description list stays locked until parent/child.
  *   child:   the copies are the child's own descriptions.
- *   release_mount: exit or exec of this process: its descriptions on m
- *            give their references (and OFD locks) back.
+ *   release_mount: exit of this process: its descriptions on m give
+ *            their references (and OFD locks; at_exit also its POSIX
+ *            locks) back.  An exec instead hands them to the new image
+ *            (below).
  */
 void ipx_vfile_fork_prepare(void) __attribute__((weak));
 void ipx_vfile_fork_parent(void) __attribute__((weak));
 void ipx_vfile_fork_child(void) __attribute__((weak));
-void ipx_vfile_release_mount(struct vfs_mount *m) __attribute__((weak));
+void ipx_vfile_release_mount(struct vfs_mount *m, bool at_exit) __attribute__((weak));
+
+/*
+ * exec hands the descriptors of indirect volume files without FD_CLOEXEC
+ * to the new image: ipx_vfile_exec_env (in vfs_before_exec) builds the
+ * "LIBRETTO_VFDS=..." entry (static), one record per indirect description
+ * with its reference; the new image's vfs_load calls ipx_vfile_adopt for
+ * each record (ent: one entry of the list, see ipx_file.c), which adopts
+ * the surviving descriptors or gives the reference back, and takes the
+ * variable out of its environment.  The old image changes nothing, so a
+ * failed exec leaves its files usable.  vfs_exec_fds_env: the entry built
+ * by the last vfs_before_exec, or NULL.
+ */
+#define VFS_FDS_ENV "LIBRETTO_VFDS"
+const char *ipx_vfile_exec_env(void) __attribute__((weak));
+void ipx_vfile_adopt(struct vfs_mount *m, const struct vfs_ops *ops, void *b, unsigned gen,
+		     const char *ent) __attribute__((weak));
+const char *vfs_exec_fds_env(void);
 
 #endif
