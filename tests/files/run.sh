@@ -124,6 +124,7 @@ run_one() {
 			rc=$?
 		} 2>>"$file.err"
 		echo "exit: $rc" >>"$file"
+		lt_wait_volume_released "$img"
 		fsck_line "$img" >>"$file"
 		rm -f "$img" ;;
 	esac

@@ -176,6 +176,23 @@ lt_redis_bench_ok() {
 		grep -q '^GET: .*requests per second' "$1.txt"
 }
 
+# lt_wait_volume_released IMG: wait (bounded, 15 s) until librettod lists
+# no program using the volume image IMG.  The lease of a program that exited
+# ends when librettod sees its death, and libretto-fsd unmounts a volume when
+# its last session goes: e2fsck must not look at an image before that.
+lt_wait_volume_released() {
+	local i real
+	real=$(realpath "$1")
+	for ((i = 0; i < 75; i++)); do
+		timeout 10 "$LIBRETTO" volume ls --json 2>/dev/null | python3 -c '
+import json, sys
+vols = json.load(sys.stdin).get("volumes", [])
+sys.exit(1 if any(v.get("image") == sys.argv[1] for v in vols) else 0)' "$real" && return 0
+		sleep 0.2
+	done
+	lt_fail "librettod still lists $1 in use 15 s after its programs ended: $("$LIBRETTO" volume ls 2>&1)"
+}
+
 # The value of KEY in `libretto status --json` ("" if absent or no librettod).
 lt_status_get() {
 	timeout 10 "$LIBRETTO" status --json 2>/dev/null |

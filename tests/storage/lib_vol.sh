@@ -70,22 +70,11 @@ sv_detach() {
 	umount "$ST_DATA" || lt_fail "umount $ST_DATA failed"
 }
 
-# sv_wait_released: wait (bounded, 15 s) until librettod lists no program
-# using the image: the lease of an application that exited or was killed
-# ends when librettod sees its death, and libretto-fsd unmounts a volume
-# when its last session goes.  e2fsck must not look at a mounted image.
+# sv_wait_released: lt_wait_volume_released for the scenario's image (the
+# loop mode has nothing to wait for).
 sv_wait_released() {
-	local i real
 	[ "$ST_STORAGE" = loop ] && return 0
-	real=$(realpath "$ST_IMG")
-	for ((i = 0; i < 75; i++)); do
-		timeout 10 "$LIBRETTO" volume ls --json 2>/dev/null | python3 -c '
-import json, sys
-vols = json.load(sys.stdin).get("volumes", [])
-sys.exit(1 if any(v.get("image") == sys.argv[1] for v in vols) else 0)' "$real" && return 0
-		sleep 0.2
-	done
-	lt_fail "librettod still lists $ST_IMG in use 15 s after its programs ended: $("$LIBRETTO" volume ls 2>&1)"
+	lt_wait_volume_released "$ST_IMG"
 }
 
 # sv_fsck_clean WHAT: `e2fsck -fn` of the image must find nothing.
