@@ -30,10 +30,7 @@ all="connect accept echo halfclose reset timeout epoll poll dup fcntl iov names 
 case " $modes " in
 *" libos "*) lt_init ;;
 *)	# Linux-only runs need neither the CLI nor the daemon.
-	LIBRETTO_BUILD=${LIBRETTO_BUILD:-$(cd "$here/../.." && pwd)/build}
-	LT_TMP=$(mktemp -d /tmp/behaviour.XXXXXX)
-	trap lt_cleanup EXIT
-	trap 'exit 1' INT TERM ;;
+	lt_init_local ;;
 esac
 bin=$LIBRETTO_BUILD/tests/behaviour
 out=$bin/out

@@ -41,18 +41,22 @@ void ft_init(int argc, char **argv, unsigned seconds);
 /* ft_dir + "/" + name, in one of 8 rotating static buffers. */
 const char *ft_path(const char *name);
 
-void ft_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* The symbolic name of an errno value ("ENOENT"), or "E<number>". */
-const char *ft_errname(int e);
-/* "step: ok" when r >= 0, "step: -1 ENAME" (errno) otherwise; returns r, keeps errno. */
-long ft_ok(const char *step, long r);
-/* "step: <r>" when r >= 0, "step: -1 ENAME" otherwise; returns r, keeps errno. */
-long ft_val(const char *step, long r);
+/*
+ * The observation helpers are the socket behaviour suite's
+ * (tests/behaviour/bt_common.c): one line per observation, "step: ok",
+ * "step: <value>" or "step: -1 ENAME" (errno kept), the symbolic errno
+ * name, FNV-1a.
+ */
+#include "bt.h"
+#define ft_say bt_say
+#define ft_errname bt_errname
+#define ft_ok bt_ok
+#define ft_val bt_val
+#define ft_fnv bt_fnv
 /* "yes" or "no". */
 const char *ft_yn(int v);
 
 #define FT_FNV_INIT 0xcbf29ce484222325ULL
-uint64_t ft_fnv(uint64_t h, const void *buf, size_t n);
 /* A deterministic byte stream, not periodic at small powers of two; seed selects the stream. */
 void ft_pattern(uint8_t *buf, size_t n, uint64_t off, unsigned seed);
 

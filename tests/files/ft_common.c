@@ -43,66 +43,9 @@ const char *ft_path(const char *name)
 	return b;
 }
 
-void ft_say(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-}
-
-const char *ft_errname(int e)
-{
-	static char buf[16];
-	const char *n = strerrorname_np(e);
-
-	if (n)
-		return n;
-	snprintf(buf, sizeof(buf), "E%d", e);
-	return buf;
-}
-
-long ft_ok(const char *step, long r)
-{
-	int e = errno;
-
-	if (r >= 0)
-		ft_say("%s: ok", step);
-	else
-		ft_say("%s: -1 %s", step, ft_errname(e));
-	errno = e;
-	return r;
-}
-
-long ft_val(const char *step, long r)
-{
-	int e = errno;
-
-	if (r >= 0)
-		ft_say("%s: %ld", step, r);
-	else
-		ft_say("%s: -1 %s", step, ft_errname(e));
-	errno = e;
-	return r;
-}
-
 const char *ft_yn(int v)
 {
 	return v ? "yes" : "no";
-}
-
-uint64_t ft_fnv(uint64_t h, const void *buf, size_t n)
-{
-	const uint8_t *p = buf;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
 }
 
 void ft_pattern(uint8_t *buf, size_t n, uint64_t off, unsigned seed)

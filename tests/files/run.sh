@@ -41,10 +41,7 @@ all="open rw large stat dir readdir unlink rename link trunc fd lock mmap stdio 
 case " $modes " in
 *" direct "* | *" indirect "*) lt_init ;;
 *)	# Kernel-only runs need neither the CLI nor the daemon.
-	LIBRETTO_BUILD=${LIBRETTO_BUILD:-$(cd "$here/../.." && pwd)/build}
-	LT_TMP=$(mktemp -d /tmp/files.XXXXXX)
-	trap lt_cleanup EXIT
-	trap 'exit 1' INT TERM ;;
+	lt_init_local ;;
 esac
 lt_need e2fsck mke2fs
 # The programs switch to uid 65534 for EACCES checks: every directory above

@@ -93,6 +93,17 @@ lt_init() {
 	trap 'exit 1' INT TERM
 }
 
+# lt_init_local: what lt_init does for runs on the kernel alone (the
+# reference runs of the behaviour and file suites): no CLI, no daemon.
+lt_init_local() {
+	local here
+	here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+	LIBRETTO_BUILD=${LIBRETTO_BUILD:-$(cd "$here/../.." && pwd)/build}
+	LT_TMP=$(mktemp -d "/tmp/$lt_name.XXXXXX")
+	trap lt_cleanup EXIT
+	trap 'exit 1' INT TERM
+}
+
 lt_need() {
 	local t
 	for t in "$@"; do
