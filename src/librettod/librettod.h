@@ -3,6 +3,7 @@
 #ifndef LIBRETTOD_H
 #define LIBRETTOD_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +36,13 @@ struct ld_config {
 	/* The auto policy's defaults, packets/s and ms (main.c fills them). */
 	unsigned auto_high, auto_low, auto_dwell_ms;
 };
+
+/*
+ * server.c: an error reply ("error=<text on one line>", "errno=N") in out
+ * (cap bytes); returns its length.  reply_err and the volume command use it.
+ */
+size_t ld_err_text(char *out, size_t cap, int errnum, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
 
 /* log.c: timestamped lines on stderr (the log file under --daemon). */
 void ld_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -238,25 +238,30 @@ static int send_reply(struct conn *c, const char *text, size_t len, const int *f
 }
 
 /* "error=<text>\nerrno=N\n", the text flattened to one line. */
-static void reply_err(struct conn *c, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void reply_err(struct conn *c, int errnum, const char *fmt, ...)
+size_t ld_err_text(char *out, size_t cap, int errnum, const char *fmt, va_list ap)
 {
 	char text[1024];
 	struct kv_buf b;
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
 	for (char *p = text; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
-	kv_buf_init(&b, S.out, sizeof(S.out));
+	kv_buf_init(&b, out, cap);
 	kv_buf_add(&b, '\n', "error", "%s", text);
 	kv_buf_add(&b, '\n', "errno", "%d", errnum);
-	send_reply(c, S.out, b.len, NULL, 0);
+	return b.len;
+}
+
+static void reply_err(struct conn *c, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	n = ld_err_text(S.out, sizeof(S.out), errnum, fmt, ap);
+	va_end(ap);
+	send_reply(c, S.out, n, NULL, 0);
 }
 
 /* ------------------------------------------------------------------ */

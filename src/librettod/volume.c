@@ -59,20 +59,14 @@ static void volume_reply_err(int fd, int errnum, const char *fmt, ...)
 
 static void volume_reply_err(int fd, int errnum, const char *fmt, ...)
 {
-	char text[1024], out[1200];
-	struct kv_buf b;
+	char out[1200];
 	va_list ap;
+	size_t n;
 
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	n = ld_err_text(out, sizeof(out), errnum, fmt, ap);
 	va_end(ap);
-	for (char *p = text; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-	kv_buf_init(&b, out, sizeof(out));
-	kv_buf_add(&b, '\n', "error", "%s", text);
-	kv_buf_add(&b, '\n', "errno", "%d", errnum);
-	ctl_send(fd, out, b.len, NULL, 0);
+	ctl_send(fd, out, n, NULL, 0);
 }
 
 static struct volume *volume_find(dev_t dev, ino_t ino)
