@@ -494,12 +494,14 @@ static int volume_check(int argc, char **argv)
 		close(fd);
 		return CLI_EXIT_FAIL;
 	}
-	if (volimg_check(fd, real, &recover, why, sizeof(why)) < 0) {
-		cli_err("%s", why);
+	/* Claim first: the superblock (needs_recovery) is only worth reading
+	 * once no program or libretto-fsd has the volume mounted. */
+	if (volume_claim(fd, real, &st)) {
 		close(fd);
 		return CLI_EXIT_FAIL;
 	}
-	if (volume_claim(fd, real, &st)) {
+	if (volimg_check(fd, real, &recover, why, sizeof(why)) < 0) {
+		cli_err("%s", why);
 		close(fd);
 		return CLI_EXIT_FAIL;
 	}
