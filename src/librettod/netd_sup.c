@@ -1,6 +1,7 @@
 /* librettod's supervision of libretto-netd: the PF's AF_XDP socket, the port
  * table, starting, watching, restarting and stopping the network server. */
 #include "librettod/librettod.h"
+#include "librettod/srv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -123,72 +124,11 @@ static struct {
 } N = { .epfd = -1, .timer_fd = -1, .pidfd = -1, .ctl = -1, .pt_fd = -1, .sh_fd = -1, .hb_fd = -1,
 	.last_gap_ms = -1 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void timer_set_ms(unsigned ms)
-{
-	/* A zero it_value disarms a timerfd: "now" is one nanosecond. */
-	struct itimerspec its = {
-		.it_value = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L + 1 },
-	};
-
-	timerfd_settime(N.timer_fd, 0, &its, NULL);
-}
-
 static void timer_off(void)
 {
 	struct itimerspec its = { 0 };
 
 	timerfd_settime(N.timer_fd, 0, &its, NULL);
-}
-
-/*
- * The netd binary: $LIBRETTO_NETD, else libretto-netd next to librettod's
- * own executable (installed), else ../netd/libretto-netd from it (the build
- * tree).  Returns 0, or -ENOENT with what was tried in N.reason.
- */
-static int netd_find(void)
-{
-	const char *env = getenv("LIBRETTO_NETD");
-	char self[PATH_MAX - 64], cand[2][PATH_MAX];
-	ssize_t n;
-	char *slash;
-
-	if (env && *env) {
-		if (access(env, X_OK) == 0) {
-			snprintf(N.path, sizeof(N.path), "%s", env);
-			return 0;
-		}
-		snprintf(N.reason, sizeof(N.reason), "LIBRETTO_NETD=%.300s is not an executable (%s)",
-			 env, strerror(errno));
-		return -ENOENT;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0) {
-		snprintf(N.reason, sizeof(N.reason), "cannot find librettod's own path "
-			 "(/proc/self/exe: %s); set LIBRETTO_NETD", strerror(errno));
-		return -ENOENT;
-	}
-	self[n] = '\0';
-	slash = strrchr(self, '/');
-	if (slash)
-		*slash = '\0';
-	snprintf(cand[0], sizeof(cand[0]), "%s/libretto-netd", self);
-	snprintf(cand[1], sizeof(cand[1]), "%s/../netd/libretto-netd", self);
-	for (int i = 0; i < 2; i++)
-		if (access(cand[i], X_OK) == 0) {
-			snprintf(N.path, sizeof(N.path), "%s", cand[i]);
-			return 0;
-		}
-	snprintf(N.reason, sizeof(N.reason), "libretto-netd not found (looked for %.160s and %.160s; "
-		 "set LIBRETTO_NETD)", cand[0], cand[1]);
-	return -ENOENT;
 }
 
 /* The port table: a sealed memfd librettod writes and netd maps read-only. */
@@ -250,66 +190,8 @@ static uint64_t state_heartbeat(void)
  */
 static int netd_request(const char *text, const int *fds, int nfds)
 {
-	uint64_t deadline = mono_ms() + NETD_REQ_TIMEOUT_MS;
-	const char *e;
-	int n, err;
-
-	if (N.ctl < 0)
-		return -ENOTCONN;
-	err = ctl_send(N.ctl, text, strlen(text), fds, nfds);
-	if (err)
-		return err;
-	for (;;) {
-		struct pollfd p = { .fd = N.ctl, .events = POLLIN };
-		uint64_t now = mono_ms();
-		int got_fds[CTL_MAX_FDS], ngot = CTL_MAX_FDS;
-
-		if (now >= deadline) {
-			N.stale++;
-			return -ETIMEDOUT;
-		}
-		n = poll(&p, 1, (int)(deadline - now));
-		if (n < 0 && errno != EINTR)
-			return -errno;
-		if (n <= 0)
-			continue;
-		n = ctl_recv(N.ctl, N.buf, sizeof(N.buf), got_fds, &ngot);
-		/* netd sends no descriptors; never keep any it might. */
-		for (int i = 0; n >= 0 && i < ngot; i++)
-			close(got_fds[i]);
-		if (n == -EAGAIN)
-			continue;
-		if (n < 0)
-			return n;
-		if (n == 0)
-			return -EPIPE;
-		if (N.stale) {
-			N.stale--;
-			continue;
-		}
-		e = strstr(N.buf, "errno=");
-		if (!e || (e != N.buf && e[-1] != '\n'))
-			return -EPROTO;
-		return atoi(e + 6);
-	}
-}
-
-/* The error= word of the last reply, for messages. */
-static const char *reply_error(void)
-{
-	static char word[80];
-	const char *e = strstr(N.buf, "error=");
-	size_t len;
-
-	if (!e)
-		return "no reason given";
-	e += 6;
-	len = strcspn(e, "\n");
-	if (len >= sizeof(word))
-		len = sizeof(word) - 1;
-	memcpy(word, e, len);
-	word[len] = '\0';
-	return word;
+	return srv_request(N.ctl, N.buf, sizeof(N.buf), &N.stale, NULL, NETD_REQ_TIMEOUT_MS,
+			   text, fds, nfds);
 }
 
 /* The value of "key=" in the last reply (up to the end of its line). */
@@ -339,16 +221,6 @@ static uint64_t reply_u64(const char *key)
 
 	kv_reply_word(key, v, sizeof(v));
 	return strtoull(v, NULL, 10);
-}
-
-static void format_status(int st, char *buf, size_t len)
-{
-	if (WIFEXITED(st))
-		snprintf(buf, len, "exit %d", WEXITSTATUS(st));
-	else if (WIFSIGNALED(st))
-		snprintf(buf, len, "signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
-	else
-		snprintf(buf, len, "status 0x%x", (unsigned)st);
 }
 
 /* Forget the process (already reaped or never started). */
@@ -440,7 +312,7 @@ static int netd_spawn(void)
 	N.pid = pid;
 	N.ctl = sp[0];
 	N.stale = 0;
-	N.started_ms = mono_ms();
+	N.started_ms = srv_mono_ms();
 	fcntl(N.ctl, F_SETFL, fcntl(N.ctl, F_GETFL) | O_NONBLOCK);
 	N.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (N.pidfd < 0) {
@@ -517,7 +389,7 @@ static int netd_try_start(void)
 	err = netd_request(text, fds, N.sh_fd >= 0 ? 3 : 2);
 	if (err) {
 		snprintf(N.reason, sizeof(N.reason), "netd refused the NIC %s: %s", cfg->nic,
-			 err > 0 ? reply_error() : strerror(-err));
+			 err > 0 ? srv_reply_error(N.buf) : strerror(-err));
 		/* A refusal (not a netd that died or never ran): perhaps the rings
 		 * it was to adopt are to blame; the next one starts afresh. */
 		if (err > 0)
@@ -526,7 +398,7 @@ static int netd_try_start(void)
 	}
 	kv_reply_word("adopted", adopted, sizeof(adopted));
 	kv_reply_word("reclaimed", reclaimed, sizeof(reclaimed));
-	nic_ms = mono_ms();
+	nic_ms = srv_mono_ms();
 	/*
 	 * A read-only descriptor of the table: netd could not map it writable
 	 * even if it tried.  Fall back to ours (netd maps it read-only anyway).
@@ -540,14 +412,14 @@ static int netd_try_start(void)
 		close(rofd);
 	if (err) {
 		snprintf(N.reason, sizeof(N.reason), "netd refused the port table: %s",
-			 err > 0 ? reply_error() : strerror(-err));
+			 err > 0 ? srv_reply_error(N.buf) : strerror(-err));
 		goto fail;
 	}
 	snprintf(text, sizeof(text), "ip\naddr=%s\n", ip_fmt(cfg->shared_ip, ipbuf));
 	err = netd_request(text, NULL, 0);
 	if (err) {
 		snprintf(N.reason, sizeof(N.reason), "netd refused the shared IP %s: %s", ipbuf,
-			 err > 0 ? reply_error() : strerror(-err));
+			 err > 0 ? srv_reply_error(N.buf) : strerror(-err));
 		goto fail;
 	}
 	N.reason[0] = '\0';
@@ -557,7 +429,7 @@ static int netd_try_start(void)
 	N.ever_started = true;
 	N.kill_reason[0] = '\0';
 	N.hb_last = state_heartbeat();
-	N.hb_moved_ms = mono_ms();
+	N.hb_moved_ms = srv_mono_ms();
 	ld_log("netd started: pid=%d nic=%s mac=%s shared_ip=%s restarts=%u adopted=%s "
 	       "reclaimed=%s (exec to NIC taken %llu ms)", (int)N.pid, cfg->nic, mac, ipbuf,
 	       N.restarts, adopted, reclaimed, (unsigned long long)(nic_ms - N.started_ms));
@@ -570,12 +442,12 @@ static int netd_try_start(void)
 	err = netd_request("start\n", NULL, 0);
 	if (err) {
 		ld_log("netd pid=%d did not start moving frames: %s; killing it", (int)N.pid,
-		       err > 0 ? reply_error() : strerror(-err));
+		       err > 0 ? srv_reply_error(N.buf) : strerror(-err));
 		snprintf(N.kill_reason, sizeof(N.kill_reason), "refused start");
 		kill(N.pid, SIGKILL);
 	}
 	if (N.down_ms) {
-		N.last_gap_ms = (long)(mono_ms() - N.down_ms);
+		N.last_gap_ms = (long)(srv_mono_ms() - N.down_ms);
 		N.down_ms = 0;
 		ld_log("netd pid=%d serves again %ld ms after the outage began (%s)", (int)N.pid,
 		       N.last_gap_ms, N.last_event);
@@ -587,7 +459,7 @@ fail:
 		char how[64];
 
 		netd_kill_reap(&st);
-		format_status(st, how, sizeof(how));
+		srv_format_status(st, how, sizeof(how));
 		/* exec failed in the child: say so rather than "connection reset". */
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 127) {
 			snprintf(N.reason, sizeof(N.reason), "cannot execute %.300s (exit 127)", N.path);
@@ -612,13 +484,7 @@ fail:
  */
 static unsigned backoff_ms(unsigned quick)
 {
-	unsigned d = NETD_BACKOFF_MS;
-
-	if (quick < NETD_QUICK_MAX)
-		return 0;
-	for (unsigned i = NETD_QUICK_MAX; i < quick && d < NETD_BACKOFF_MAX_MS; i++)
-		d *= 2;
-	return d < NETD_BACKOFF_MAX_MS ? d : NETD_BACKOFF_MAX_MS;
+	return srv_backoff_ms(quick, NETD_QUICK_MAX, NETD_BACKOFF_MS, NETD_BACKOFF_MAX_MS);
 }
 
 /* A start attempt from the timer: on failure, try again later. */
@@ -641,7 +507,7 @@ static void netd_attempt(void)
 	 */
 	if (err == -EBUSY && N.busy_tries < NETD_BUSY_TRIES) {
 		N.busy_tries++;
-		timer_set_ms(NETD_RETRY_MS);
+		srv_timer_set_ms(N.timer_fd, NETD_RETRY_MS);
 		return;
 	}
 	N.busy_tries = 0;
@@ -656,13 +522,13 @@ static void netd_attempt(void)
 		ld_log("netd start failed (%u in a row): %s; next try in %u ms%s", N.quick_deaths,
 		       N.reason, delay, N.quick_deaths >= NETD_QUICK_MAX ? " (exponential back-off)" :
 		       "");
-	timer_set_ms(delay);
+	srv_timer_set_ms(N.timer_fd, delay);
 }
 
 /* netd's process ended: record why and schedule the next one. */
 static void netd_died(void)
 {
-	uint64_t now = mono_ms(), lived = now - N.started_ms;
+	uint64_t now = srv_mono_ms(), lived = now - N.started_ms;
 	int st = 0;
 	pid_t pid = N.pid, r;
 	unsigned delay;
@@ -670,7 +536,7 @@ static void netd_died(void)
 	r = waitpid(pid, &st, WNOHANG);
 	if (r == 0)
 		return;       /* not yet (a spurious wakeup): wait for the next one */
-	format_status(r == pid ? st : 0, N.last_exit, sizeof(N.last_exit));
+	srv_format_status(r == pid ? st : 0, N.last_exit, sizeof(N.last_exit));
 	if (r < 0 && errno == ECHILD)
 		/* tag l: a netd adopted from an earlier librettod is not our child. */
 		snprintf(N.last_exit, sizeof(N.last_exit), "unknown (adopted, not our child)");
@@ -691,7 +557,7 @@ static void netd_died(void)
 		N.fresh_next = true;
 	delay = backoff_ms(N.quick_deaths);
 	N.state = NETD_RESTARTING;
-	snprintf(N.last_event, sizeof(N.last_event), "%s%s",
+	snprintf(N.last_event, sizeof(N.last_event), "%s%.40s",
 		 N.kill_reason[0] ? N.kill_reason : "crash: ", N.kill_reason[0] ? "" : N.last_exit);
 	snprintf(N.reason, sizeof(N.reason), "netd pid %d ended (%s) after %llu ms; restarting",
 		 (int)pid, N.last_exit, (unsigned long long)lived);
@@ -710,13 +576,13 @@ static void netd_died(void)
 		netd_attempt();
 		return;
 	}
-	timer_set_ms(delay);
+	srv_timer_set_ms(N.timer_fd, delay);
 }
 
 /* Every NETD_HB_CHECK_MS: a netd whose heartbeat stopped is hung: replace it. */
 static void netd_hb_check(void)
 {
-	uint64_t now = mono_ms(), hb;
+	uint64_t now = srv_mono_ms(), hb;
 
 	if (N.state != NETD_RUNNING || N.pid <= 0 || N.sh == NULL || N.kill_reason[0])
 		return;
@@ -786,7 +652,7 @@ int netd_sup_start(const struct ld_config *cfg)
 		    timerfd_settime(N.hb_fd, 0, &its, NULL) < 0)
 			ld_log("warning: no hang detection for netd: %s", strerror(errno));
 	}
-	err = netd_find();
+	err = srv_find("netd", N.path, sizeof(N.path), N.reason, sizeof(N.reason));
 	if (err)
 		goto out;
 	err = netd_try_start();
@@ -795,7 +661,7 @@ int netd_sup_start(const struct ld_config *cfg)
 		ld_log("netd start failed: %s; retrying", N.reason);
 		N.state = NETD_RESTARTING;
 		N.quick_deaths = 1;
-		timer_set_ms(NETD_RETRY_MS);
+		srv_timer_set_ms(N.timer_fd, NETD_RETRY_MS);
 		return err;
 	}
 	return 0;
@@ -1033,23 +899,23 @@ int netd_sup_adopt(const struct ld_config *cfg, pid_t pid)
 		for (int k = 0; k < ngot; k++)
 			close(got[k]);
 	}
-	N.started_ms = mono_ms();
+	N.started_ms = srv_mono_ms();
 	N.state = NETD_RUNNING;
 	err = netd_request("stats\n", NULL, 0);
 	if (err) {
 		ld_log("recover: netd pid=%d does not answer stats: %s", (int)pid,
-		       err > 0 ? reply_error() : strerror(-err));
+		       err > 0 ? srv_reply_error(N.buf) : strerror(-err));
 		err = err > 0 ? -err : err;
 		N.state = NETD_STOPPED;
 		netd_forget();
 		goto fail;
 	}
-	if (netd_find() < 0)
+	if (srv_find("netd", N.path, sizeof(N.path), N.reason, sizeof(N.reason)) < 0)
 		ld_log("warning: no netd binary to restart it with: %s", N.reason);
 	N.ever_started = true;
 	N.reason[0] = '\0';
 	N.hb_last = state_heartbeat();
-	N.hb_moved_ms = mono_ms();
+	N.hb_moved_ms = srv_mono_ms();
 	snprintf(N.last_event, sizeof(N.last_event), "adopted_from_a_previous_librettod");
 	ld_log("recover: adopted netd pid=%d (its XSK on %s, UMEM, state region and port table "
 	       "taken back; it never stopped serving)", (int)pid, cfg->nic);
@@ -1159,7 +1025,7 @@ int netd_sup_stats(char *out, size_t cap, char *err, size_t errlen)
 	}
 	if (e) {
 		snprintf(err, errlen, "netd (pid %d) did not answer `stats`: %s", (int)N.pid,
-			 e > 0 ? reply_error() : strerror(-e));
+			 e > 0 ? srv_reply_error(N.buf) : strerror(-e));
 		return e > 0 ? -e : e;
 	}
 	kv_buf_init(&b, out, cap);
@@ -1250,7 +1116,7 @@ int netd_sup_upgrade(const char *path, char *msg, size_t len)
 		err = netd_request("stats\n", NULL, 0);
 		if (err) {
 			snprintf(N.reason, sizeof(N.reason), "it did not answer: %s",
-				 err > 0 ? reply_error() : strerror(-err));
+				 err > 0 ? srv_reply_error(N.buf) : strerror(-err));
 			netd_kill_reap(NULL);
 		}
 	}
@@ -1266,13 +1132,13 @@ int netd_sup_upgrade(const char *path, char *msg, size_t len)
 	}
 
 	/* The gap begins: the old netd stops at a ring boundary. */
-	t0 = mono_ms();
+	t0 = srv_mono_ms();
 	proc_swap(&old);
 	err = netd_request("handover\n", NULL, 0);
 	proc_swap(&old);
 	if (err) {
 		snprintf(msg, len, "netd pid %d did not hand over: %s", (int)old.pid,
-			 err > 0 ? reply_error() : strerror(-err));
+			 err > 0 ? srv_reply_error(N.buf) : strerror(-err));
 		netd_kill_reap(NULL);
 		snprintf(N.path, sizeof(N.path), "%s", oldpath);
 		proc_swap(&old);
@@ -1310,16 +1176,16 @@ int netd_sup_upgrade(const char *path, char *msg, size_t len)
 		/* The failed one may have moved frames: adopt as after a crash. */
 		if (netd_try_start() != 0) {
 			N.state = NETD_RESTARTING;
-			timer_set_ms(NETD_RETRY_MS);
+			srv_timer_set_ms(N.timer_fd, NETD_RETRY_MS);
 		}
 	}
 	/* The old netd: quit, and EOF on its socket says it twice. */
 	(void)ctl_send(old.ctl, "quit\n", 5, NULL, 0);
 	close(old.ctl);
-	deadline = mono_ms() + NETD_QUIT_WAIT_MS;
+	deadline = srv_mono_ms() + NETD_QUIT_WAIT_MS;
 	for (;;) {
 		struct pollfd p = { .fd = old.pidfd, .events = POLLIN };
-		uint64_t now = mono_ms();
+		uint64_t now = srv_mono_ms();
 
 		if (old.pidfd < 0 || now >= deadline || poll(&p, 1, (int)(deadline - now)) == 1)
 			break;
@@ -1364,7 +1230,7 @@ int netd_sup_request(const char *text, const int *fds, int nfds, char *err, size
 	e = netd_request(text, fds, nfds);
 	if (e == 0)
 		return 0;
-	snprintf(err, errlen, "%s", e > 0 ? reply_error() : strerror(-e));
+	snprintf(err, errlen, "%s", e > 0 ? srv_reply_error(N.buf) : strerror(-e));
 	return e > 0 ? -e : e;
 }
 
@@ -1395,16 +1261,16 @@ void netd_sup_stop(void)
 		err = netd_request("quit\n", NULL, 0);
 		if (err)
 			ld_log("netd pid=%d did not acknowledge quit: %s", (int)pid,
-			       err > 0 ? reply_error() : strerror(-err));
+			       err > 0 ? srv_reply_error(N.buf) : strerror(-err));
 		/* netd holds a copy of our end (NETD_SUP_FD), so closing ours
 		 * brings no EOF: quit, then the pidfd, then SIGKILL decide. */
 		if (N.ctl >= 0)
 			close(N.ctl);
 		N.ctl = -1;
-		deadline = mono_ms() + NETD_QUIT_WAIT_MS;
+		deadline = srv_mono_ms() + NETD_QUIT_WAIT_MS;
 		for (;;) {
 			struct pollfd p = { .fd = N.pidfd, .events = POLLIN };
-			uint64_t now = mono_ms();
+			uint64_t now = srv_mono_ms();
 
 			if (N.pidfd < 0 || now >= deadline)
 				break;
@@ -1412,7 +1278,7 @@ void netd_sup_stop(void)
 				break;
 		}
 		if (waitpid(pid, &st, WNOHANG) == pid) {
-			format_status(st, N.last_exit, sizeof(N.last_exit));
+			srv_format_status(st, N.last_exit, sizeof(N.last_exit));
 			ld_log("netd pid=%d stopped: %s", (int)pid, N.last_exit);
 		} else if (N.pidfd >= 0 && poll(&(struct pollfd){ .fd = N.pidfd, .events = POLLIN },
 						 1, 0) == 1) {
