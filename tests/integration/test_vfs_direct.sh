@@ -140,6 +140,145 @@ assert sorted(os.listdir('/data'))[:3] == ['a', 'db.sqlite', 'lost+found']
 EOF
 fi
 
+# --- the runtime's private descriptors are out of the program's reach ---
+# The image descriptor (given here at 3, as `libretto run` gives a low
+# number) moves to a high private number: a shell's `exec 3<file` works, and
+# every call on the image descriptors (the moved one, the lock's, the
+# volume's own) fails with EBADF, as if they were closed.
+out=$(LIBRETTO_VOLUMES="mount=/data,storage=direct,image=$img,fd=3" LD_PRELOAD=$so timeout 60 \
+	bash -c 'exec 3</etc/hostname && read -r l <&3 && echo "fd3:$l"
+		n=${LIBRETTO_VOLUMES##*fd=}; echo "n:$n"
+		if { head -c 16 <&$n >/dev/null; } 2>/dev/null; then echo "shell read the image"; fi
+		if { echo x >&$n; } 2>/dev/null; then echo "shell wrote the image"; fi
+		ls /data >/dev/null' 3<>"$img")
+[ "$(echo "$out" | head -1)" = "fd3:$(head -1 /etc/hostname)" ] && ok "exec 3<file in a shell on a volume" ||
+	fail "exec 3<: $out"
+n=$(echo "$out" | sed -n 's/^n://p')
+[ -n "$n" ] && [ "$n" -gt 3 ] && ok "image descriptor moved from 3 to $n" || fail "image descriptor not moved: $out"
+echo "$out" | grep -q "the image" && fail "shell reached the image: $out" || ok "shell cannot read or write the image through <&N, >&N"
+LIBRETTO_VOLUMES="mount=/data,storage=direct,image=$img,fd=3" LD_PRELOAD=$so timeout 60 python3 - "$img" "$imgfd" 3<>"$img" <<'EOF2' &&
+import os, sys, mmap, fcntl, errno
+open('/data/priv.txt', 'w').write('attach the volume\n')
+img = os.stat(sys.argv[1])
+priv = []
+for p in os.listdir('/proc/self/fd'):
+    try:
+        st = os.stat('/proc/self/fd/' + p)
+    except OSError:
+        continue
+    # The test shell's own descriptor of the image is the program's.
+    if (st.st_dev, st.st_ino) == (img.st_dev, img.st_ino) and int(p) != int(sys.argv[2]):
+        priv.append(int(p))
+assert len(priv) >= 3, priv    # the moved fd=, the lock's, the volume's
+assert 3 not in priv, priv
+calls = {
+    'read': lambda n: os.read(n, 1), 'write': lambda n: os.write(n, b'x'),
+    'pread': lambda n: os.pread(n, 1, 0), 'pwrite': lambda n: os.pwrite(n, b'x', 0),
+    'lseek': lambda n: os.lseek(n, 0, 0), 'fstat': lambda n: os.fstat(n),
+    'dup': lambda n: os.dup(n), 'dup2': lambda n: os.dup2(n, 40),
+    'F_DUPFD': lambda n: fcntl.fcntl(n, fcntl.F_DUPFD, 0),
+    'F_GETFL': lambda n: fcntl.fcntl(n, fcntl.F_GETFL),
+    'ioctl': lambda n: fcntl.ioctl(n, 0x541B, b'\0' * 8),
+    'mmap': lambda n: mmap.mmap(n, 4096), 'fsync': lambda n: os.fsync(n),
+    'fdopen': lambda n: os.fdopen(n, 'rb', closefd=False).read(1),
+    'sendfile': lambda n: os.sendfile(1, n, 0, 1),
+}
+for n in priv:
+    for name, call in calls.items():
+        try:
+            call(n)
+            sys.exit('%s on private descriptor %d (of %s) was allowed' % (name, n, priv))
+        except OSError as e:
+            assert e.errno == errno.EBADF, (name, n, e)
+assert open('/data/priv.txt').read() == 'attach the volume\n'
+EOF2
+	ok "read/write/pread/pwrite/lseek/fstat/dup/dup2/fcntl/ioctl/mmap/fsync/fdopen/sendfile on private descriptors: EBADF" ||
+	fail "a private descriptor was reachable"
+
+# --- O_SYNC and O_DSYNC: the backend's fsync after each write ---
+if command -v strace >/dev/null; then
+	syncs() {
+		LIBRETTO_VOLUMES=$vols LD_PRELOAD=$so timeout 60 strace -f -qq -e trace=fsync,fdatasync -o "$work/strace.$1" \
+			python3 -c "
+import os, sys
+fd = os.open('/data/sync.$1', os.O_WRONLY | os.O_CREAT | os.O_TRUNC | $2)
+for i in range(10):
+    os.write(fd, b'x' * 100)
+os.close(fd)" || echo "run failed"
+		grep -cE '(fsync|fdatasync)\(' "$work/strace.$1"
+	}
+	base=$(syncs plain 0); dsync=$(syncs dsync os.O_DSYNC); osync=$(syncs osync os.O_SYNC)
+	[ "$dsync" -ge $((base + 10)) ] && [ "$osync" -ge $((base + 10)) ] &&
+		ok "O_DSYNC/O_SYNC writes sync the image (syncs: plain $base, O_DSYNC $dsync, O_SYNC $osync)" ||
+		fail "O_DSYNC/O_SYNC: syncs plain $base, O_DSYNC $dsync, O_SYNC $osync"
+	v python3 -c "
+import os, fcntl
+fd = os.open('/data/sync.osync', os.O_WRONLY | os.O_SYNC)
+assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_SYNC == os.O_SYNC
+fd = os.open('/data/sync.dsync', os.O_WRONLY | os.O_DSYNC)
+fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+assert fl & os.O_DSYNC and fl & os.O_SYNC != os.O_SYNC" && ok "F_GETFL reports O_SYNC/O_DSYNC" || fail "F_GETFL sync flags"
+else
+	echo "skip: strace not installed (O_SYNC check)"
+fi
+
+# --- credentials: the filesystem uid, as Linux checks ---
+v python3 -c "
+import os, ctypes, errno
+open('/data/secret', 'w').write('s')
+os.chmod('/data/secret', 0o600)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.setfsuid(65534)
+try:
+    open('/data/secret').read()
+    raise SystemExit('fsuid 65534 read a 0600 root file')
+except PermissionError:
+    pass
+libc.setfsuid(0)
+assert open('/data/secret').read() == 's'" && ok "setfsuid: the volume checks the filesystem uid" || fail "fsuid"
+
+# --- a terminating signal commits and unmounts, the exit status stays ---
+# SIGTERM/SIGHUP/SIGQUIT without a handler of the program: it ends by that
+# signal (128+N from the shell) and the image is clean without a journal
+# replay, the file written before there; sigaction() still says SIG_DFL.
+# A program with its own handler gets its handler.
+sigrun() {	# sig expected-status
+	LIBRETTO_VOLUMES=$vols LD_PRELOAD=$so timeout 60 python3 -c "
+import ctypes, signal, time, sys
+open('/data/sig.$1', 'w').write('before $1\n')
+buf = ctypes.create_string_buffer(256)
+assert ctypes.CDLL(None).sigaction(signal.SIG$1, None, buf) == 0
+assert ctypes.c_void_p.from_buffer(buf).value is None, 'not SIG_DFL'
+print('ready', flush=True)
+time.sleep(30)" > "$work/sig.$1" 2>&1 &
+	local pid=$! st
+	for _ in $(seq 100); do grep -q ready "$work/sig.$1" && break; sleep 0.1; done
+	kill -"$1" $pid
+	{ wait $pid; } 2>/dev/null; st=$?
+	if [ $st -ne "$2" ] || ! grep -q ready "$work/sig.$1"; then
+		fail "SIG$1: status $st (want $2): $(cat "$work/sig.$1")"
+	elif dumpe2fs -h "$img" 2>/dev/null | grep -qi needs_recovery; then
+		fail "SIG$1: the image needs a journal replay"
+	elif ! e2fsck -fn "$img" > "$work/fsck.sig" 2>&1 || grep -qi recovery "$work/fsck.sig"; then
+		fail "SIG$1: e2fsck -fn: $(tail -3 "$work/fsck.sig")"
+	else
+		ok "SIG$1: status $st, image clean without replay"
+	fi
+}
+sigrun TERM 143
+sigrun HUP 129
+sigrun QUIT 131
+[ "$(v cat /data/sig.TERM /data/sig.HUP /data/sig.QUIT)" = "$(printf 'before TERM\nbefore HUP\nbefore QUIT')" ] &&
+	ok "files written before the signals are there" || fail "files written before the signals"
+out=$(LIBRETTO_VOLUMES=$vols LD_PRELOAD=$so timeout 60 python3 -c "
+import signal, time, sys
+open('/data/sig.own', 'w').write('x')
+signal.signal(signal.SIGTERM, lambda s, f: (print('own handler', flush=True), sys.exit(7)))
+print('ready', flush=True)
+time.sleep(30)" & pid=$!; sleep 2; kill -TERM $pid; wait $pid; echo "status $?")
+[ "$(echo "$out" | tail -2 | tr '\n' ' ')" = "own handler status 7 " ] && ok "the program's own SIGTERM handler replaces ours" ||
+	fail "own handler: $out"
+
 # --- the image after it all ---
 exec {imgfd}>&-
 if e2fsck -fn "$img" > "$work/fsck.log" 2>&1; then

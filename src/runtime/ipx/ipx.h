@@ -167,6 +167,43 @@ struct ipx_file *ipx_file_new(enum ipx_kind kind);
 
 /* A close-on-exec duplicate of fd at a high number, marked private, or -1. */
 int ipx_private_dup(int fd);
+/* The lowest number private descriptors are moved to (see ipx_private_dup). */
+long ipx_private_base(void);
+/*
+ * Move fd to a high private number (close-on-exec only with cloexec: a
+ * descriptor an exec'd image needs stays inheritable): the new number, fd
+ * closed.  When no copy can be made fd stays where it is, marked private,
+ * and is returned.
+ */
+int ipx_private_move(int fd, bool cloexec);
+
+/*
+ * Private descriptors are invisible to the program: every call on one
+ * (dup source, read, write, pread, lseek, fstat, mmap, ioctl, fcntl...)
+ * fails with EBADF, as if the number were closed.  The runtime itself
+ * reaches some of them through the interposed names (the volume's I/O on
+ * the image: pread, pwrite, fcntl, fdatasync of libretto.so): it does so
+ * between ipx_rt_enter() and ipx_rt_leave() on its thread (vfs_direct.c).
+ * The check costs nothing on a kernel descriptor: it is made only where a
+ * wrapper found a runtime object in the slot.
+ */
+extern __thread unsigned ipx_rt_depth __attribute__((tls_model("initial-exec")));
+
+static inline void ipx_rt_enter(void)
+{
+	ipx_rt_depth++;
+}
+
+static inline void ipx_rt_leave(void)
+{
+	ipx_rt_depth--;
+}
+
+/* A lookup found a private descriptor: may this call use it? */
+static inline bool ipx_priv_ok(void)
+{
+	return ipx_rt_depth != 0;
+}
 /* Whether the app must not close or replace fd. */
 bool ipx_fd_private(int fd);
 /* Mark/unmark a runtime-private descriptor. */

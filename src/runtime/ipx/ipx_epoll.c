@@ -559,6 +559,15 @@ IPX_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		return real.epoll_ctl(epfd, op, fd, ev);
 	ef = ipx_get(epfd);
 	tf = ipx_get(fd);
+	if ((tf == &ipx_private || ef == &ipx_private) && !ipx_priv_ok()) {
+		/* The runtime's private descriptors do not exist for the program. */
+		if (tf != NULL)
+			ipx_put(tf);
+		if (ef != NULL)
+			ipx_put(ef);
+		errno = EBADF;
+		return -1;
+	}
 	if (tf != NULL && tf->kind == IPX_VFILE) {
 		/* A regular file cannot be watched, as on Linux. */
 		ipx_put(tf);

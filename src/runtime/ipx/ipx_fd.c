@@ -31,6 +31,9 @@ struct ipx_file ipx_private = { .kind = IPX_PRIV, .refs = 1 << 30, .priv_kfd = -
 extern bool stack_fd_is_private(int fd) __attribute__((weak));
 extern int stack_private_fds(int *fds, int max) __attribute__((weak));
 
+/* See ipx_rt_enter() in ipx.h. */
+__thread unsigned ipx_rt_depth __attribute__((tls_model("initial-exec")));
+
 /* The process whose memory the fd table describes (see close_range()):
  * set with the fork handlers, updated in a forked child. */
 static atomic_int ipx_pid;
@@ -203,24 +206,45 @@ void ipx_detach(struct ipx_file *f)
  * A close-on-exec copy of fd at a high number (out of the way of the
  * program's own numbering), marked private; -1 if none could be made.
  */
-int ipx_private_dup(int fd)
+long ipx_private_base(void)
 {
-	int (*rf)(int, int, ...) = (int (*)(int, int, ...))real.fcntl;
 	struct rlimit rl;
 	long base = 0;
-	int nk;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
 		base = (long)(rl.rlim_cur / 4 * 3);
-	if (base > INT_MAX)
-		base = 0;
-	nk = rf(fd, F_DUPFD_CLOEXEC, base);
+	return base > INT_MAX ? 0 : base;
+}
+
+static int ipx_private_dup_cmd(int fd, int cmd)
+{
+	int (*rf)(int, int, ...) = (int (*)(int, int, ...))real.fcntl;
+	int nk;
+
+	nk = rf(fd, cmd, ipx_private_base());
 	if (nk < 0)
-		nk = rf(fd, F_DUPFD_CLOEXEC, 0L);
+		nk = rf(fd, cmd, 0L);
 	if (nk >= 0 && ipx_private_add(nk) < 0) {
 		real.close(nk);
 		nk = -1;
 	}
+	return nk;
+}
+
+int ipx_private_dup(int fd)
+{
+	return ipx_private_dup_cmd(fd, F_DUPFD_CLOEXEC);
+}
+
+int ipx_private_move(int fd, bool cloexec)
+{
+	int nk = ipx_private_dup_cmd(fd, cloexec ? F_DUPFD_CLOEXEC : F_DUPFD);
+
+	if (nk < 0) {
+		(void)ipx_private_add(fd);
+		return fd;
+	}
+	real.close(fd);
 	return nk;
 }
 
@@ -414,11 +438,21 @@ static int ipx_dup_finish(int fd, int newfd)
 	return newfd;
 }
 
+/* A private descriptor as the source of a copy: the program must not reach it. */
+static bool ipx_dup_denied(int fd)
+{
+	return ipx_fd_private(fd) && !ipx_priv_ok();
+}
+
 IPX_EXPORT int dup(int fd)
 {
 	int nfd;
 
 	real_init();
+	if (ipx_dup_denied(fd)) {
+		errno = EBADF;
+		return -1;
+	}
 	ipx_relay_pre_dup(fd);
 	nfd = real.dup(fd);
 	if (nfd < 0 || fdtab_peek(fd) == NULL)
@@ -431,7 +465,7 @@ static int ipx_dup3(int fd, int fd2, int flags, bool is_dup2)
 	int r;
 
 	real_init();
-	if (fd != fd2 && ipx_fd_private(fd2)) {
+	if ((fd != fd2 && ipx_fd_private(fd2)) || ipx_dup_denied(fd)) {
 		errno = EBADF;
 		return -1;
 	}
@@ -474,6 +508,17 @@ static int ipx_fcntl(int fd, int cmd, long arg, bool is64)
 			errno = EBADF;
 			return -1;
 		}
+		return rf(fd, cmd, arg);
+	}
+	if (fdtab_peek(fd) == &ipx_private) {
+		if (!ipx_priv_ok()) {
+			errno = EBADF;
+			return -1;
+		}
+		/* The runtime's own copies (the volume's of the image) go
+		 * up among the private numbers too. */
+		if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && arg < ipx_private_base())
+			arg = ipx_private_base();
 		return rf(fd, cmd, arg);
 	}
 	switch (cmd) {

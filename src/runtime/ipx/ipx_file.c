@@ -31,6 +31,10 @@ static atomic_int vf_tmpl[VFS_MAX_MOUNTS];
 static atomic_bool vf_any_posix;
 
 #define VF_STATUS_FLAGS (O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME)
+/* Fixed at open (F_SETFL cannot change them, as on Linux): every write is
+ * followed by the backend's fsync (O_SYNC) or fdatasync (O_DSYNC alone).
+ * O_SYNC holds O_DSYNC's bit too. */
+#define VF_SYNC_FLAGS (O_SYNC | O_DSYNC)
 
 /* Lock owners: see vf_owner_posix. */
 #define VF_OWNER_PID (1ULL << 63)
@@ -132,8 +136,13 @@ static void vf_off_set(struct ipx_vfile *vf, uint64_t v)
 /* Map the table at fd (ours: made here, or handed over by exec).  Under vf_pos_lock. */
 static int vf_pos_map(int fd)
 {
-	void *p = mmap(NULL, VF_POS_SLOTS * sizeof(struct ipx_vpos), PROT_READ | PROT_WRITE,
-		       MAP_SHARED, fd, 0);
+	void *p;
+
+	/* The descriptor is (or is about to be) private: our own call. */
+	ipx_rt_enter();
+	p = mmap(NULL, VF_POS_SLOTS * sizeof(struct ipx_vpos), PROT_READ | PROT_WRITE, MAP_SHARED,
+		 fd, 0);
+	ipx_rt_leave();
 
 	if (p == MAP_FAILED)
 		return -errno;
@@ -198,6 +207,27 @@ struct ipx_file *ipx_vfile_get(int fd)
 	if (fdtab_peek(fd) == NULL)
 		return NULL;
 	f = ipx_get_raw(fd);
+	if (f != NULL && f->kind != IPX_VFILE) {
+		ipx_put(f);
+		f = NULL;
+	}
+	return f;
+}
+
+struct ipx_file *ipx_vfile_app(int fd)
+{
+	void *o = fdtab_peek(fd);
+	struct ipx_file *f;
+
+	if (o == NULL)
+		return NULL;
+	if (o == &ipx_private)
+		return ipx_priv_ok() ? NULL : IPX_VF_PRIVATE;
+	f = ipx_get_raw(fd);
+	if (f == &ipx_private) {
+		ipx_put(f);
+		return ipx_priv_ok() ? NULL : IPX_VF_PRIVATE;
+	}
 	if (f != NULL && f->kind != IPX_VFILE) {
 		ipx_put(f);
 		f = NULL;
@@ -469,7 +499,7 @@ void ipx_vfile_adopt(struct vfs_mount *m, const struct vfs_ops *ops, void *b, un
 	if (pos == NULL)
 		vf->off = off;	/* else the shared slot has it (and may have moved on) */
 	vf->dir = dir != 0;
-	vf->flags = flags & (O_ACCMODE | O_PATH | VF_STATUS_FLAGS);
+	vf->flags = flags & (O_ACCMODE | O_PATH | VF_STATUS_FLAGS | VF_SYNC_FLAGS);
 	vf->lk_owner = owner;
 	pthread_mutex_init(&vf->lock, NULL);
 	f->vf = vf;
@@ -526,8 +556,12 @@ int ipx_vpath(int dirfd, const char *path, struct ipx_vloc *vl, bool want_abs)
 	struct vfs_dir d, *dp = NULL;
 	int r;
 
-	if (path != NULL && path[0] != '/' && dirfd != AT_FDCWD && (df = ipx_vfile_get(dirfd)) != NULL) {
-		struct ipx_vfile *vf = df->vf;
+	if (path != NULL && path[0] != '/' && dirfd != AT_FDCWD && (df = ipx_vfile_app(dirfd)) != NULL) {
+		struct ipx_vfile *vf;
+
+		if (df == IPX_VF_PRIVATE)
+			return -EBADF;
+		vf = df->vf;
 
 		if (ipx_vfile_check(vf) < 0) {
 			ipx_put(df);
@@ -605,7 +639,7 @@ int ipx_vfile_open(struct ipx_vloc *vl, int flags, mode_t mode)
 	vf->ino = ino;
 	vf->dir = S_ISDIR(st.st_mode);
 	pthread_mutex_init(&vf->lock, NULL);
-	vf->flags = flags & (O_ACCMODE | O_PATH | VF_STATUS_FLAGS);
+	vf->flags = flags & (O_ACCMODE | O_PATH | VF_STATUS_FLAGS | VF_SYNC_FLAGS);
 	vf->lk_owner = vf_owner_new();
 	if (vf->m->e.storage == VFS_INDIRECT)
 		vf->pos = vf_pos_new();
@@ -807,6 +841,13 @@ ssize_t ipx_vfile_prw(struct ipx_vfile *vf, const struct iovec *iov, int cnt, in
 	}
 	if (total == 0 && r < 0)
 		return r;
+	/* O_SYNC/O_DSYNC: durable before the write returns, as Linux's
+	 * generic_write_sync; its failure is the write's. */
+	if (wr && total > 0 && (vf->flags & O_DSYNC)) {
+		err = vf->ops->fsync(vf->b, vf->ino, (vf->flags & (O_SYNC & ~O_DSYNC)) == 0);
+		if (err < 0)
+			return err;
+	}
 	return (ssize_t)total;
 }
 
@@ -826,7 +867,9 @@ static ssize_t ipx_prw(int fd, const struct iovec *iov, int cnt, off_t off, int 
 	ssize_t r;
 
 	real_init();
-	f = ipx_vfile_get(fd);
+	f = ipx_vfile_app(fd);
+	if (f == IPX_VF_PRIVATE)
+		return ipx_ret(-EBADF);
 	if (f == NULL) {
 		if (v2)
 			return wr ? real.pwritev2(fd, iov, cnt, off, flags) :
@@ -986,7 +1029,9 @@ IPX_EXPORT off_t lseek(int fd, off_t off, int whence)
 	int64_t r;
 
 	real_init();
-	f = ipx_vfile_get(fd);
+	f = ipx_vfile_app(fd);
+	if (f == IPX_VF_PRIVATE)
+		return (off_t)ipx_ret(-EBADF);
 	if (f == NULL)
 		return real.lseek(fd, off, whence);
 	r = vf_lseek(f->vf, off, whence);
@@ -1007,7 +1052,9 @@ IPX_EXPORT ssize_t getdents64(int fd, void *buf, size_t n)
 	ssize_t r;
 
 	real_init();
-	f = ipx_vfile_get(fd);
+	f = ipx_vfile_app(fd);
+	if (f == IPX_VF_PRIVATE)
+		return ipx_ret(-EBADF);
 	if (f == NULL)
 		return real.getdents64(fd, buf, n);
 	vf = f->vf;
@@ -1038,9 +1085,11 @@ int ipx_vfile_stat(struct ipx_vfile *vf, struct stat *st)
 /* Run fn on fd's volume file; false when fd is the kernel's. */
 #define IPX_WITH_VFILE(fd, r, expr)                          \
 	({                                                   \
-		struct ipx_file *f_ = ipx_vfile_get(fd);     \
+		struct ipx_file *f_ = ipx_vfile_app(fd);     \
 		bool ours_ = f_ != NULL;                     \
-		if (ours_) {                                 \
+		if (f_ == IPX_VF_PRIVATE) {                  \
+			(r) = -EBADF;                        \
+		} else if (ours_) {                          \
 			struct ipx_vfile *vf = f_->vf;       \
 			(r) = (expr);                        \
 			ipx_put(f_);                         \
@@ -1513,7 +1562,9 @@ IPX_EXPORT int flock(int fd, int op)
 	int r;
 
 	real_init();
-	f = ipx_vfile_get(fd);
+	f = ipx_vfile_app(fd);
+	if (f == IPX_VF_PRIVATE)
+		return (int)ipx_ret(-EBADF);
 	if (f == NULL)
 		return real.flock(fd, op);
 	switch (op & ~LOCK_NB) {
@@ -1594,7 +1645,7 @@ int ipx_vfile_ioctl(struct ipx_file *f, unsigned long req, void *arg)
 bool ipx_vfile_sendfile(int out, int in, off_t *off, size_t n, ssize_t *ret)
 {
 	enum { CHUNK = 64 * 1024 };
-	struct ipx_file *f = ipx_vfile_get(in), *of;
+	struct ipx_file *f = ipx_vfile_app(in), *of;
 	struct ipx_vfile *vf;
 	size_t total = 0, want;
 	ssize_t got, sent = 0;
@@ -1605,6 +1656,10 @@ bool ipx_vfile_sendfile(int out, int in, off_t *off, size_t n, ssize_t *ret)
 
 	if (f == NULL)
 		return false;
+	if (f == IPX_VF_PRIVATE) {
+		*ret = ipx_ret(-EBADF);
+		return true;
+	}
 	vf = f->vf;
 	err = ipx_vfile_check(vf);
 	if (err == 0)
@@ -1674,14 +1729,16 @@ IPX_EXPORT ssize_t copy_file_range(int in, off_t *inoff, int out, off_t *outoff,
 	char *buf;
 
 	real_init();
-	fi = ipx_vfile_get(in);
-	fo = ipx_vfile_get(out);
+	fi = ipx_vfile_app(in);
+	fo = ipx_vfile_app(out);
 	if (fi == NULL && fo == NULL)
 		return real.copy_file_range(in, inoff, out, outoff, n, flags);
-	if (fi != NULL)
+	if (fi != NULL && fi != IPX_VF_PRIVATE)
 		ipx_put(fi);
-	if (fo != NULL)
+	if (fo != NULL && fo != IPX_VF_PRIVATE)
 		ipx_put(fo);
+	if (fi == IPX_VF_PRIVATE || fo == IPX_VF_PRIVATE)
+		return ipx_ret(-EBADF);
 	if (flags != 0)
 		return ipx_ret(-EINVAL);
 	if ((inoff != NULL && *inoff < 0) || (outoff != NULL && *outoff < 0))
@@ -1798,8 +1855,12 @@ IPX_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t
 	void *p;
 
 	real_init();
-	if (fd < 0 || (flags & MAP_ANONYMOUS) || (f = ipx_vfile_get(fd)) == NULL)
+	if (fd < 0 || (flags & MAP_ANONYMOUS) || (f = ipx_vfile_app(fd)) == NULL)
 		return real.mmap(addr, len, prot, flags, fd, off);
+	if (f == IPX_VF_PRIVATE) {
+		errno = EBADF;
+		return MAP_FAILED;
+	}
 	p = vf_mmap(f->vf, addr, len, prot, flags, off);
 	ipx_put(f);
 	return p;

@@ -66,8 +66,18 @@ struct ipx_vloc {
  */
 int ipx_vpath(int dirfd, const char *path, struct ipx_vloc *vl, bool want_abs);
 
-/* The volume file at fd, pinned, or NULL (a kernel descriptor). */
+/* The volume file at fd, pinned, or NULL (a kernel descriptor, or one of
+ * the runtime's private descriptors). */
 struct ipx_file *ipx_vfile_get(int fd);
+
+/*
+ * For the wrappers of the program's calls: ipx_vfile_get(), except that a
+ * runtime-private descriptor gives IPX_VF_PRIVATE (not pinned) unless the
+ * runtime itself is calling (ipx_rt_enter): the wrapper then fails with
+ * EBADF, as if the number were closed.
+ */
+#define IPX_VF_PRIVATE (&ipx_private)
+struct ipx_file *ipx_vfile_app(int fd);
 
 /* The backend may still be used by this file: 0, else -EIO. */
 int ipx_vfile_check(struct ipx_vfile *vf);

@@ -100,7 +100,11 @@ IPX_EXPORT DIR *fdopendir(int fd)
 	DIR *d;
 
 	real_init();
-	f = ipx_vfile_get(fd);
+	f = ipx_vfile_app(fd);
+	if (f == IPX_VF_PRIVATE) {
+		errno = EBADF;
+		return NULL;
+	}
 	if (f == NULL)
 		return real.fdopendir(fd);
 	err = ipx_vfile_check(f->vf);

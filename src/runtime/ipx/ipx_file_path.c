@@ -87,10 +87,14 @@ static int vp_fstatat(int dirfd, const char *path, struct stat *st, int flags, s
 	vl->loc.kdirfd = dirfd;
 	vl->loc.kpath = path;
 	if ((flags & AT_EMPTY_PATH) && path != NULL && path[0] == '\0') {
-		struct ipx_file *f = ipx_vfile_get(dirfd);
+		struct ipx_file *f = ipx_vfile_app(dirfd);
 
 		if (f == NULL)
 			return 0;
+		if (f == IPX_VF_PRIVATE) {
+			*res = -EBADF;
+			return 1;
+		}
 		*res = ipx_vfile_stat(f->vf, st);
 		ipx_put(f);
 		return 1;
@@ -443,10 +447,12 @@ static int ipx_linkat(int ofd, const char *from, int nfd, const char *to, int fl
 	if (!vfs_active())
 		return real.linkat(ofd, from, nfd, to, flags);
 	if ((flags & AT_EMPTY_PATH) && from != NULL && from[0] == '\0') {
-		struct ipx_file *f = ipx_vfile_get(ofd);
+		struct ipx_file *f = ipx_vfile_app(ofd);
 
 		if (f == NULL)
 			return real.linkat(ofd, from, nfd, to, flags);
+		if (f == IPX_VF_PRIVATE)
+			return (int)ipx_ret(-EBADF);
 		rb = ipx_vpath(nfd, to, &b, false);
 		if (rb == 1 && b.loc.m != f->vf->m)
 			rb = 0;
@@ -1111,7 +1117,9 @@ IPX_EXPORT int fchdir(int fd)
 	int r;
 
 	real_init();
-	f = ipx_vfile_get(fd);
+	f = ipx_vfile_app(fd);
+	if (f == IPX_VF_PRIVATE)
+		return (int)ipx_ret(-EBADF);
 	if (f == NULL) {
 		r = real.fchdir(fd);
 		if (r == 0)

@@ -281,7 +281,11 @@ IPX_EXPORT FILE *fdopen(int fd, const char *mode)
 	int flags, acc, err;
 
 	real_init();
-	f = ipx_vfile_get(fd);
+	f = ipx_vfile_app(fd);
+	if (f == IPX_VF_PRIVATE) {
+		errno = EBADF;
+		return NULL;
+	}
 	if (f == NULL)
 		return real.fdopen(fd, mode);
 	flags = ipx_fmode(mode);

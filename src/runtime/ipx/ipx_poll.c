@@ -211,6 +211,13 @@ static int ipx_poll_any(struct pollfd *fds, nfds_t n, const struct timespec *t,
  * answer.  Returns -ENOSYS when the set has none.
  */
 #define IPX_FILE_READY (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM)
+
+/* A runtime-private descriptor in the program's set: POLLNVAL, as a
+ * closed number (select: EBADF), never the kernel's readiness. */
+static bool ipx_poll_hidden(const struct ipx_file *f)
+{
+	return f == &ipx_private && !ipx_priv_ok();
+}
 static int ipx_poll_vfiles(struct pollfd *fds, nfds_t n, const struct timespec *t,
 			   const sigset_t *mask, struct timespec *left, bool sel)
 {
@@ -223,7 +230,7 @@ static int ipx_poll_vfiles(struct pollfd *fds, nfds_t n, const struct timespec *
 
 		if (fdtab_peek(fds[i].fd) == NULL || (f = ipx_get_raw(fds[i].fd)) == NULL)
 			continue;
-		if (f->kind == IPX_VFILE)
+		if (f->kind == IPX_VFILE || ipx_poll_hidden(f))
 			nv++;
 		ipx_put(f);
 	}
@@ -231,17 +238,19 @@ static int ipx_poll_vfiles(struct pollfd *fds, nfds_t n, const struct timespec *
 		return -ENOSYS;
 
 	int idx[nv], saved[nv];
+	bool nval[nv];
 
 	for (i = 0; i < (int)n && k < nv; i++) {
 		struct ipx_file *f;
 
 		if (fdtab_peek(fds[i].fd) == NULL || (f = ipx_get_raw(fds[i].fd)) == NULL)
 			continue;
-		if (f->kind == IPX_VFILE) {
+		if (f->kind == IPX_VFILE || ipx_poll_hidden(f)) {
+			nval[k] = f->kind != IPX_VFILE;
 			idx[k] = i;
 			saved[k++] = fds[i].fd;
 			fds[i].fd = -1;
-			if (fds[i].events & IPX_FILE_READY)
+			if ((fds[i].events & IPX_FILE_READY) || nval[k - 1])
 				ready = true;
 		}
 		ipx_put(f);
@@ -251,7 +260,7 @@ static int ipx_poll_vfiles(struct pollfd *fds, nfds_t n, const struct timespec *
 		struct pollfd *p = &fds[idx[i]];
 
 		p->fd = saved[i];
-		p->revents = (short)(p->events & IPX_FILE_READY);
+		p->revents = nval[i] ? POLLNVAL : (short)(p->events & IPX_FILE_READY);
 		if (r >= 0 && p->revents != 0)
 			r++;
 	}

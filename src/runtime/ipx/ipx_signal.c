@@ -5,6 +5,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
@@ -72,6 +74,38 @@ IPX_TLS volatile uint64_t ipx_sig_deferred;
 static IPX_TLS volatile unsigned long ipx_sig_run, ipx_sig_norestart;
 
 static void ipx_sig_trampoline(int sig, siginfo_t *info, void *uc);
+
+/*
+ * Terminating signals and direct volumes (vfs_mount.h, vfs_exit_signal):
+ * a program killed by SIGTERM without a handler of its own runs no
+ * destructor, and its volume would need a journal replay, losing what was
+ * not committed.  Once armed (the first direct attach), the signals below
+ * whose action is SIG_DFL get ipx_sig_exit_handler instead; the program
+ * still sees SIG_DFL through sigaction(), and any action it installs
+ * replaces ours, except SIG_DFL, which keeps ours (the same outcome for
+ * the program).  The handler commits and unmounts, restores SIG_DFL and
+ * raises the signal again: the process ends by that signal, as before.
+ * SIGPIPE is not among them: it is raised by a write on a broken pipe,
+ * often in the middle of the program's work, and programs that let it
+ * kill them expect it to be immediate.
+ */
+static const int ipx_sig_exit_list[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+static atomic_bool ipx_sig_exit_on[NSIG];
+static void (*_Atomic ipx_sig_exit_fn)(void);
+/* A handler is committing: the process is ending. */
+static atomic_bool ipx_sig_exiting;
+
+static void ipx_sig_exit_handler(int sig, siginfo_t *info, void *uc);
+
+/* Our action for an armed signal: every other signal blocked while the
+ * volume is committed. */
+static void ipx_sig_exit_action(struct sigaction *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->sa_sigaction = ipx_sig_exit_handler;
+	k->sa_flags = SA_SIGINFO | SA_RESTART;
+	sigfillset(&k->sa_mask);
+}
 
 static bool ipx_sig_catches(const struct sigaction *act)
 {
@@ -213,7 +247,12 @@ static void ipx_sig_view(const struct sigaction *k, uintptr_t fn, int flags,
 			 bool caught, struct sigaction *out)
 {
 	*out = *k;
-	if (k->sa_sigaction == ipx_sig_trampoline) {
+	if (k->sa_sigaction == ipx_sig_exit_handler) {
+		/* Ours stands for the default action. */
+		memset(out, 0, sizeof(*out));
+		out->sa_handler = SIG_DFL;
+		sigemptyset(&out->sa_mask);
+	} else if (k->sa_sigaction == ipx_sig_trampoline) {
 		out->sa_sigaction = (void (*)(int, siginfo_t *, void *))fn;
 		out->sa_flags = (k->sa_flags & ~SA_SIGINFO) | (flags & SA_SIGINFO);
 	} else if (caught && k->sa_handler == SIG_DFL) {
@@ -257,6 +296,11 @@ static int ipx_sig_install(int sig, const struct sigaction *act, struct sigactio
 	struct sigaction k, kold;
 	bool catches = act && ipx_sig_catches(act);
 
+	if (act != NULL && act->sa_handler == SIG_DFL &&
+	    atomic_load_explicit(&ipx_sig_exit_on[sig], memory_order_relaxed)) {
+		ipx_sig_exit_action(&k);
+		kp = &k;
+	}
 	if (catches) {
 		k = *act;
 		k.sa_sigaction = ipx_sig_trampoline;
@@ -299,6 +343,95 @@ IPX_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction 
 	pthread_mutex_unlock(&ipx_sig_mutex);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return (int)ipx_ret(r);
+}
+
+/*
+ * Ends the process in at most this many seconds even if the commit hangs
+ * (it may need a lock the interrupted code holds, the allocator's): by
+ * SIGKILL, the only signal the handler's full mask cannot hold back.
+ */
+#define IPX_SIG_EXIT_WATCHDOG 10
+
+static void ipx_sig_exit_watchdog(void)
+{
+	struct sigevent ev;
+	struct itimerspec its;
+	int tid;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.sigev_notify = SIGEV_SIGNAL;
+	ev.sigev_signo = SIGKILL;
+	memset(&its, 0, sizeof(its));
+	its.it_value.tv_sec = IPX_SIG_EXIT_WATCHDOG;
+	/* The system calls: glibc's timer_create may allocate. */
+	if (syscall(SYS_timer_create, CLOCK_MONOTONIC, &ev, &tid) == 0)
+		(void)syscall(SYS_timer_settime, tid, 0, &its, NULL);
+}
+
+static void ipx_sig_exit_handler(int sig, siginfo_t *info, void *uc)
+{
+	void (*fn)(void) = atomic_load(&ipx_sig_exit_fn);
+	struct sigaction dfl;
+	sigset_t set;
+	int saved = errno;
+
+	(void)info;
+	(void)uc;
+	/*
+	 * Every signal stays blocked on this thread until the commit is done
+	 * (the action's mask), and our action stays on: the same signal sent
+	 * again meanwhile (timeout(1) sends it to the child and then to its
+	 * process group), or another one of the list, must not end the
+	 * process halfway through the commit.  A second handler (another
+	 * thread) waits for the first to end the process.
+	 */
+	if (atomic_exchange(&ipx_sig_exiting, true)) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		for (int i = 0; i < 100 * (IPX_SIG_EXIT_WATCHDOG + 5); i++)
+			nanosleep(&ts, NULL);
+	} else {
+		ipx_sig_exit_watchdog();
+		if (fn != NULL)
+			fn();
+	}
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	(void)real.sigaction(sig, &dfl, NULL);
+	(void)syscall(SYS_tgkill, getpid(), gettid(), sig);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	(void)pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	errno = saved;	/* not reached: the signal is unblocked, its action the default */
+}
+
+void ipx_sig_exit_arm(void (*fn)(void))
+{
+	sigset_t all, old;
+
+	real_init();
+	if (real.sigaction == NULL)
+		return;
+	if (atomic_load(&ipx_sig_exit_fn) == fn)
+		return;	/* armed already (the program's changes since then are its own) */
+	pthread_once(&ipx_sig_once, ipx_sig_init);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_mutex_lock(&ipx_sig_mutex);
+	atomic_store(&ipx_sig_exit_fn, fn);
+	for (size_t i = 0; i < sizeof(ipx_sig_exit_list) / sizeof(ipx_sig_exit_list[0]); i++) {
+		int sig = ipx_sig_exit_list[i];
+		struct sigaction k;
+
+		atomic_store(&ipx_sig_exit_on[sig], true);
+		if (real.sigaction(sig, NULL, &k) == 0 && k.sa_handler == SIG_DFL) {
+			ipx_sig_exit_action(&k);
+			(void)real.sigaction(sig, &k, NULL);
+		}
+	}
+	pthread_mutex_unlock(&ipx_sig_mutex);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* signal() and its System V variant, as glibc builds them on sigaction. */

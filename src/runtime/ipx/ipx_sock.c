@@ -46,6 +46,17 @@ static ssize_t ipx_sigpipe(ssize_t r, int flags)
 
 static struct ipx_file *ipx_get_relay(int fd);
 
+/*
+ * A lookup found a runtime-private descriptor (pinned as f): NULL (the
+ * kernel's) for the runtime's own calls, else &ipx_private unpinned, on
+ * which the wrapper fails with EBADF (ipx.h, ipx_rt_enter).
+ */
+static struct ipx_file *ipx_get_private(struct ipx_file *f)
+{
+	ipx_put(f);
+	return ipx_priv_ok() ? NULL : &ipx_private;
+}
+
 /* The file behind fd's data calls: a libOS socket, or (forked child) a
  * relayed UDP socket whose datagrams carry their address; pinned, or NULL
  * for the kernel's. */
@@ -53,6 +64,8 @@ static struct ipx_file *ipx_get_io(int fd)
 {
 	struct ipx_file *f = ipx_get(fd);
 
+	if (f == &ipx_private)
+		return ipx_get_private(f);
 	if (f != NULL && f->kind != IPX_SOCK &&
 	    !(f->kind == IPX_RELAY && ipx_relay_is_dgram(f))) {
 		ipx_put(f);
@@ -400,6 +413,8 @@ static struct ipx_file *ipx_get_rw(int fd)
 {
 	struct ipx_file *f = ipx_get(fd);
 
+	if (f == &ipx_private)
+		return ipx_get_private(f);
 	if (f != NULL && f->kind != IPX_SOCK && f->kind != IPX_VFILE &&
 	    !(f->kind == IPX_RELAY && ipx_relay_is_dgram(f))) {
 		ipx_put(f);
@@ -415,6 +430,8 @@ IPX_EXPORT ssize_t read(int fd, void *buf, size_t n)
 
 	if (f == NULL)
 		return real.read(fd, buf, n);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	if (f->kind == IPX_VFILE)
 		return ipx_ret(ipx_vfile_rw(f, &iov, 1, false));
 	return ipx_recv_iov(f, fd, &iov, 1, 0, NULL, NULL);
@@ -427,6 +444,8 @@ IPX_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 
 	if (f == NULL)
 		return real.write(fd, buf, n);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	if (f->kind == IPX_VFILE)
 		return ipx_ret(ipx_vfile_rw(f, &iov, 1, true));
 	return ipx_send_iov(f, fd, &iov, 1, 0, NULL, 0);
@@ -438,6 +457,8 @@ IPX_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
 
 	if (f == NULL)
 		return real.readv(fd, iov, cnt);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	if (cnt < 0 || cnt > IOV_MAX) {
 		ipx_put(f);
 		return ipx_ret(-EINVAL);
@@ -453,6 +474,8 @@ IPX_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 
 	if (f == NULL)
 		return real.writev(fd, iov, cnt);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	if (cnt < 0 || cnt > IOV_MAX) {
 		ipx_put(f);
 		return ipx_ret(-EINVAL);
@@ -469,6 +492,8 @@ IPX_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 
 	if (f == NULL)
 		return real.recv(fd, buf, n, flags);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	return ipx_recv_iov(f, fd, &iov, 1, flags, NULL, NULL);
 }
 
@@ -479,6 +504,8 @@ IPX_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 
 	if (f == NULL)
 		return real.send(fd, buf, n, flags);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	return ipx_send_iov(f, fd, &iov, 1, flags, NULL, 0);
 }
 
@@ -490,6 +517,8 @@ IPX_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
 
 	if (f == NULL)
 		return real.recvfrom(fd, buf, n, flags, SA(addr), len);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	return ipx_recv_iov(f, fd, &iov, 1, flags, SA(addr), SA(addr) ? len : NULL);
 }
 
@@ -501,6 +530,8 @@ IPX_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 
 	if (f == NULL)
 		return real.sendto(fd, buf, n, flags, SA(addr), len);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	return ipx_send_iov(f, fd, &iov, 1, flags, SA(addr), len);
 }
 
@@ -511,6 +542,8 @@ IPX_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 	if (f == NULL)
 		return real.recvmsg(fd, msg, flags);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	r = ipx_do_recvmsg(f, fd, msg, flags);
 	ipx_put(f);
 	return ipx_ret(r);
@@ -523,6 +556,8 @@ IPX_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 	if (f == NULL)
 		return real.sendmsg(fd, msg, flags);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	r = ipx_sigpipe(ipx_do_sendmsg(f, fd, msg, flags), flags);
 	ipx_put(f);
 	return ipx_ret(r);
@@ -552,6 +587,8 @@ IPX_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags,
 
 	if (f == NULL)
 		return real.recvmmsg(fd, v, n, flags, t);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	if (t != NULL) {
 		if (t->tv_sec < 0 || t->tv_nsec < 0 || t->tv_nsec >= 1000000000) {
 			ipx_put(f);
@@ -593,6 +630,8 @@ IPX_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
 
 	if (f == NULL)
 		return real.sendmmsg(fd, v, n, flags);
+	if (f == &ipx_private)
+		return ipx_ret(-EBADF);
 	if (n > 1024)
 		n = 1024;
 	for (i = 0; i < n; i++) {
@@ -714,6 +753,8 @@ IPX_EXPORT int ioctl(int fd, unsigned long req, ...)
 	arg = va_arg(ap, void *);
 	va_end(ap);
 	rf = (int (*)(int, unsigned long, ...))real.ioctl;
+	if (fdtab_peek(fd) == &ipx_private && !ipx_priv_ok())
+		return (int)ipx_ret(-EBADF);
 	/* Volume files: their ioctls, but the descriptor flag is the kernel's. */
 	if (fdtab_peek(fd) != NULL && ipx_vfile_ioctl != NULL && req != FIOCLEX && req != FIONCLEX) {
 		f = ipx_get(fd);
@@ -765,6 +806,8 @@ static ssize_t ipx_sendfile(int out, int in, off_t *off, size_t n, bool is64)
 	off_t pos;
 	int more;
 
+	if (f == NULL && fdtab_peek(out) == &ipx_private && !ipx_priv_ok())
+		return ipx_ret(-EBADF);
 	/* From a volume file: the file layer's loop (to any descriptor). */
 	if (fdtab_peek(in) != NULL && ipx_vfile_sendfile != NULL &&
 	    ipx_vfile_sendfile(out, in, off, n, &sent)) {

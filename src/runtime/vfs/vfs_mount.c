@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,9 @@
 
 /* ipx_fd.c; weak so the mount table links without the interposition layer. */
 extern int ipx_private_add(int fd) __attribute__((weak));
+extern int ipx_private_move(int fd, bool cloexec) __attribute__((weak));
+extern long ipx_private_base(void) __attribute__((weak));
+extern char **environ;
 
 struct vfs_mount vfs_mounts[VFS_MAX_MOUNTS];
 int vfs_nmounts;
@@ -53,47 +57,135 @@ static void vfs_fork_child(void);
 static struct vfs_mount *vfs_match(const char *abs, const char **rest);
 static void vfs_fds_adopt(const char *env);
 
-static void vfs_add(const char *text, size_t len)
+/*
+ * The entry text with its fd= key set to fd (a new string), or NULL.  The
+ * keys are comma separated; fd= is the direct entry's only descriptor.
+ */
+static char *vfs_entry_with_fd(const char *entry, int fd)
+{
+	size_t n = strlen(entry), cap = n + 16;
+	const char *p = entry, *e;
+	char *out = malloc(cap), *o = out;
+	bool first = true;
+
+	if (out == NULL)
+		return NULL;
+	while (*p != '\0') {
+		e = strchr(p, ',');
+		if (e == NULL)
+			e = p + strlen(p);
+		if (!first)
+			*o++ = ',';
+		first = false;
+		if (e - p >= 3 && strncmp(p, "fd=", 3) == 0) {
+			o += snprintf(o, (size_t)(out + cap - o), "fd=%d", fd);
+		} else {
+			memcpy(o, p, (size_t)(e - p));
+			o += e - p;
+		}
+		p = *e ? e + 1 : e;
+	}
+	*o = '\0';
+	return out;
+}
+
+/*
+ * A direct entry's image descriptor is the runtime's: moved to a high
+ * private number (out of the way of the small numbers a shell's `exec
+ * 3<file` wants; still inheritable, since an exec'd image attaches the
+ * volume from it), and the entry text says the new number.  The program
+ * cannot reach it any more (dup, read, mmap...: EBADF).  Returns false
+ * when the descriptor is not open (the attach will say so).
+ */
+static bool vfs_take_image_fd(struct vfs_mount *m)
+{
+	int (*rf)(int, int, ...) = (int (*)(int, int, ...))real.fcntl;
+	int nfd;
+	char *ne;
+
+	if (m->e.fd < 0 || rf(m->e.fd, F_GETFD) < 0)
+		return false;
+	/* High already (moved by the image before an exec): stays. */
+	if (ipx_private_move == NULL || ipx_private_base == NULL ||
+	    (ipx_private_base() > 0 && m->e.fd >= ipx_private_base())) {
+		if (ipx_private_add != NULL)
+			(void)ipx_private_add(m->e.fd);
+		return true;
+	}
+	nfd = ipx_private_move(m->e.fd, false);
+	if (nfd != m->e.fd && (ne = vfs_entry_with_fd(m->entry, nfd)) != NULL) {
+		free(m->entry);
+		m->entry = ne;
+	}
+	m->e.fd = nfd;
+	return true;
+}
+
+static struct vfs_mount *vfs_add(const char *text, size_t len)
 {
 	struct vfs_mount *m;
 	const char *why;
 	int i;
 
 	if (len == 0)
-		return;
+		return NULL;
 	if (vfs_nmounts == VFS_MAX_MOUNTS) {
 		fprintf(stderr, "libretto: %s: more than %d volumes, the rest are left out\n",
 			VFS_ENV, VFS_MAX_MOUNTS);
-		return;
+		return NULL;
 	}
 	m = &vfs_mounts[vfs_nmounts];
 	if (vfs_entry_parse(text, len, &m->e, &why) < 0) {
 		fprintf(stderr, "libretto: %s: entry \"%.*s\" left out: %s\n", VFS_ENV,
 			(int)len, text, why);
-		return;
+		return NULL;
 	}
 	for (i = 0; i < vfs_nmounts; i++) {
 		if (strcmp(vfs_mounts[i].e.mount, m->e.mount) == 0) {
 			fprintf(stderr, "libretto: %s: %s is mounted twice, the second is left out\n",
 				VFS_ENV, m->e.mount);
-			return;
+			return NULL;
 		}
 	}
 	m->entry = strndup(text, len);
 	if (m->entry == NULL)
-		return;
+		return NULL;
 	/*
 	 * The image descriptor must outlive the program's closefrom() and
-	 * dup2(), as the lease's do: private (it stays open across exec,
-	 * where the next image needs it).
+	 * dup2(), as the lease's do, and stay out of its reach: private (it
+	 * stays open across exec, where the next image needs it).
 	 */
-	if (m->e.storage == VFS_DIRECT && ipx_private_add != NULL && m->e.fd >= 0 &&
-	    ((int (*)(int, int, ...))real.fcntl)(m->e.fd, F_GETFD) >= 0)
-		(void)ipx_private_add(m->e.fd);
+	if (m->e.storage == VFS_DIRECT)
+		(void)vfs_take_image_fd(m);
 	m->mlen = strlen(m->e.mount);
 	pthread_mutex_init(&m->lock, NULL);
 	atomic_init(&m->state, VFS_M_IDLE);
 	vfs_nmounts++;
+	return m;
+}
+
+/*
+ * Put value in the environment as VFS_ENV's.  The entry of environ is
+ * replaced in place rather than with setenv(): a shell (bash) brings its
+ * own setenv, which does nothing before its main() has run, and reads
+ * environ there.
+ */
+static void vfs_env_replace(const char *value)
+{
+	size_t kl = strlen(VFS_ENV), vl = strlen(value);
+	char *e;
+
+	for (char **p = environ; p != NULL && *p != NULL; p++) {
+		if (strncmp(*p, VFS_ENV, kl) != 0 || (*p)[kl] != '=')
+			continue;
+		e = malloc(kl + 1 + vl + 1);
+		if (e == NULL)
+			return;
+		memcpy(e, VFS_ENV "=", kl + 1);
+		memcpy(e + kl + 1, value, vl + 1);
+		*p = e;	/* the old text belongs to whoever made environ: left alone */
+		return;
+	}
 }
 
 static void vfs_load(void)
@@ -108,12 +200,42 @@ static void vfs_load(void)
 	umask(um);
 	atomic_store(&vfs_mask, um);
 	if (env != NULL) {
+		/* The variable again, with the entries' moved descriptors, for
+		 * the images this process execs (and its forked children's). */
+		size_t cap = strlen(env) + 1 + VFS_MAX_MOUNTS * 16, o = 0;
+		char *ne = malloc(cap);
+		bool moved = false;
+
 		for (p = env; *p != '\0';) {
+			struct vfs_mount *m;
+			const char *t;
+			size_t tl;
+
 			s = strchr(p, ';');
 			if (s == NULL)
 				s = p + strlen(p);
-			vfs_add(p, (size_t)(s - p));
+			m = vfs_add(p, (size_t)(s - p));
+			t = m != NULL ? m->entry : p;
+			tl = m != NULL ? strlen(m->entry) : (size_t)(s - p);
+			if (m != NULL && (tl != (size_t)(s - p) || memcmp(t, p, tl) != 0))
+				moved = true;
+			if (ne != NULL && o + tl + 2 <= cap) {
+				if (o > 0)
+					ne[o++] = ';';
+				memcpy(ne + o, t, tl);
+				o += tl;
+			} else {
+				moved = false;
+				free(ne);
+				ne = NULL;
+			}
 			p = *s ? s + 1 : s;
+		}
+		if (ne != NULL) {
+			ne[o] = '\0';
+			if (moved)
+				vfs_env_replace(ne);
+			free(ne);
 		}
 	}
 	if (vfs_nmounts > 0) {
@@ -182,8 +304,11 @@ void vfs_cred(struct vol_cred *c)
 	gid_t g[16];
 	int n;
 
-	c->uid = geteuid();
-	c->gid = getegid();
+	/* Linux checks file access with the filesystem ids, which follow the
+	 * effective ids unless the program set them apart (setfsuid, as file
+	 * servers do); -1 changes nothing and returns the current one. */
+	c->uid = (uint32_t)setfsuid((uid_t)-1);
+	c->gid = (uint32_t)setfsgid((gid_t)-1);
 	n = getgroups(16, g);
 	if (n < 0)
 		n = 0;	/* more than 16: the primary group still counts */
@@ -240,6 +365,9 @@ int vfs_mount_get(struct vfs_mount *m, const struct vfs_ops **ops, void **b, uns
 		pthread_mutex_unlock(&m->lock);
 		if (err < 0)
 			return err;
+		/* A direct volume is committed at a terminating signal too. */
+		if (m->e.storage == VFS_DIRECT && ipx_sig_exit_arm != NULL)
+			ipx_sig_exit_arm(vfs_exit_signal);
 	}
 	*ops = m->ops;
 	*b = m->b;
@@ -727,6 +855,42 @@ static void vfs_fork_release(void)
 			atomic_fetch_add(&m->gen, 1);
 			(void)m->ops->detach(m->b);
 			m->b = NULL;
+		}
+		pthread_mutex_unlock(&m->lock);
+	}
+}
+
+/*
+ * A terminating signal without a handler of the program's (SIGTERM,
+ * SIGINT, SIGHUP, SIGQUIT; ipx_signal.c): commit and unmount the direct
+ * volumes this process attached, so that the image is clean without a
+ * journal replay, when that needs no waiting: the attach lock is taken
+ * with trylock, and the volume must not be in use on this thread (the
+ * signal may have interrupted a call inside it) nor, after a short bounded
+ * wait, on another (vfs_direct_quiesce).  Otherwise the journal recovers
+ * what was committed.  Runs in the signal handler; the process ends after.
+ */
+void vfs_exit_signal(void)
+{
+	pid_t me = getpid();
+
+	for (int i = 0; i < vfs_nmounts; i++) {
+		struct vfs_mount *m = &vfs_mounts[i];
+
+		if (m->e.storage != VFS_DIRECT || atomic_load(&m->state) != VFS_M_ATTACHED ||
+		    m->pid != me)
+			continue;
+		if (pthread_mutex_trylock(&m->lock) != 0)
+			continue;
+		if (atomic_load(&m->state) == VFS_M_ATTACHED && m->pid == me &&
+		    vfs_direct_quiesce(m->b) == 0) {
+			atomic_store(&m->state, VFS_M_IDLE);
+			atomic_fetch_add(&m->gen, 1);
+			(void)vfs_direct_detach_dying(m->b);
+			m->b = NULL;
+			/* Kept locked: another thread must not mount the
+			 * volume again before the process ends. */
+			continue;
 		}
 		pthread_mutex_unlock(&m->lock);
 	}

@@ -144,7 +144,7 @@ int vfs_mount_get(struct vfs_mount *m, const struct vfs_ops **ops, void **b, uns
  * the fork message once when not and the mount was inherited. */
 bool vfs_mount_valid(struct vfs_mount *m, unsigned gen);
 
-/* The caller's identity for the backend (geteuid, getegid, getgroups). */
+/* The caller's identity for the backend: the filesystem ids (setfsuid(-1), setfsgid(-1): the effective ids unless set apart) and getgroups. */
 void vfs_cred(struct vol_cred *c);
 
 /* The process umask (tracked through the umask() wrapper). */
@@ -221,6 +221,27 @@ const char *vfs_exec_cwd_env(void);
  * same without the stdio flush (_exit). */
 void vfs_exit(void);
 void vfs_exit_now(void);
+
+/*
+ * Terminating signals (docs/storage.md "fork, exec, exit"): once a direct
+ * volume is attached, ipx_sig_exit_arm(vfs_exit_signal) puts a handler of
+ * ours on SIGTERM, SIGINT, SIGHUP and SIGQUIT where their action is the
+ * default (the program still sees SIG_DFL; its own handler replaces ours).
+ * It calls vfs_exit_signal (commit and unmount what can be without
+ * waiting), restores SIG_DFL and raises the signal again, so the process
+ * ends as it would have.  Weak: ipx_signal.c.
+ */
+void vfs_exit_signal(void);
+void ipx_sig_exit_arm(void (*fn)(void)) __attribute__((weak));
+/*
+ * vfs_direct.c, for vfs_exit_signal: quiesce makes new calls into the
+ * volume wait and says whether it is idle now (0) or in use on this thread
+ * or, after up to 200 ms, on another (-EBUSY); detach_dying commits and
+ * unmounts it without stopping the timer thread or freeing b (the process
+ * is about to end).
+ */
+int vfs_direct_quiesce(void *b);
+int vfs_direct_detach_dying(void *b);
 /* The file layer's stdio streams to flush at exit before the detach
  * (ipx_file_stdio.c); weak. */
 void ipx_vfile_flush_all(void) __attribute__((weak));
