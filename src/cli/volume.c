@@ -210,6 +210,25 @@ static bool volume_rec_parse(char *line, struct volume_rec *r)
 	return r->id && r->storage && r->image;
 }
 
+/*
+ * The next record of a `volumes` reply that parses into *r, false at the
+ * end.  *cur walks the reply, which is cut into lines in place; lines that
+ * are not records are passed over.
+ */
+static bool volume_rec_next(char **cur, struct volume_rec *r)
+{
+	while (*cur != NULL && **cur != '\0') {
+		char *line = *cur, *eol = strchr(line, '\n');
+
+		if (eol)
+			*eol = '\0';
+		*cur = eol ? eol + 1 : NULL;
+		if (volume_rec_parse(line, r))
+			return true;
+	}
+	return false;
+}
+
 /* Field i of a comma-separated list, copied into out ("" when missing). */
 static void volume_list_item(const char *list, int i, char *out, size_t cap)
 {
@@ -238,6 +257,19 @@ static int volume_nusers(const struct volume_rec *r)
 	return n;
 }
 
+/* User i of a record, gathered from its parallel comma-separated lists. */
+struct volume_user {
+	char id[32], name[128], pid[32], mount[PATH_MAX];
+};
+
+static void volume_user_get(const struct volume_rec *r, int i, struct volume_user *u)
+{
+	volume_list_item(r->apps, i, u->id, sizeof(u->id));
+	volume_list_item(r->names, i, u->name, sizeof(u->name));
+	volume_list_item(r->pids, i, u->pid, sizeof(u->pid));
+	volume_list_item(r->mounts, i, u->mount, sizeof(u->mount));
+}
+
 /*
  * Whether librettod has the file (dev, ino) leased now; who (one
  * sentence) says to whom.  1 yes, 0 no or librettod not running, -errno.
@@ -245,30 +277,24 @@ static int volume_nusers(const struct volume_rec *r)
 static int volume_daemon_holds(dev_t dev, ino_t ino, char *who, size_t cap)
 {
 	static char reply[CTL_MSG_MAX];
-	char want[64];
+	struct volume_user u;
+	struct volume_rec r;
+	char want[64], *cur = reply;
 	int err = volume_ask_daemon(reply, sizeof(reply));
 
 	if (err <= 0)
 		return err;
 	snprintf(want, sizeof(want), "%u:%u:%lu", major(dev), minor(dev), (unsigned long)ino);
-	for (char *line = reply, *eol; line && *line; line = eol ? eol + 1 : NULL) {
-		struct volume_rec r;
-		char name[128], id[32], pid[32];
-
-		eol = strchr(line, '\n');
-		if (eol)
-			*eol = '\0';
-		if (!volume_rec_parse(line, &r) || strcmp(r.id, want) != 0)
+	while (volume_rec_next(&cur, &r)) {
+		if (strcmp(r.id, want) != 0)
 			continue;
-		volume_list_item(r.names, 0, name, sizeof(name));
-		volume_list_item(r.apps, 0, id, sizeof(id));
-		volume_list_item(r.pids, 0, pid, sizeof(pid));
+		volume_user_get(&r, 0, &u);
 		if (!strcmp(r.storage, "indirect"))
 			snprintf(who, cap, "served by libretto-fsd (--storage indirect) to %d "
 				 "application%s, the first %s (app %s, pid %s)", volume_nusers(&r),
-				 volume_nusers(&r) == 1 ? "" : "s", name, id, pid);
+				 volume_nusers(&r) == 1 ? "" : "s", u.name, u.id, u.pid);
 		else
-			snprintf(who, cap, "in use by app %s (%s, pid %s)", id, name, pid);
+			snprintf(who, cap, "in use by app %s (%s, pid %s)", u.id, u.name, u.pid);
 		return 1;
 	}
 	return 0;
@@ -546,18 +572,15 @@ static int volume_check(int argc, char **argv)
 
 static void volume_ls_json(char *reply)
 {
+	struct volume_user u;
+	struct volume_rec r;
 	bool first = true;
+	char *cur = reply;
 
 	printf("{\"volumes\":[");
-	for (char *line = reply, *eol; line && *line; line = eol ? eol + 1 : NULL) {
-		struct volume_rec r;
+	while (volume_rec_next(&cur, &r)) {
 		int n;
 
-		eol = strchr(line, '\n');
-		if (eol)
-			*eol = '\0';
-		if (!volume_rec_parse(line, &r))
-			continue;
 		printf("%s{\"image\":", first ? "" : ",");
 		cli_json_str(stdout, r.image);
 		printf(",\"storage\":");
@@ -565,16 +588,11 @@ static void volume_ls_json(char *reply)
 		printf(",\"apps\":[");
 		n = volume_nusers(&r);
 		for (int i = 0; i < n && i < VOLUME_LS_MAX_USERS; i++) {
-			char id[32], name[128], pid[32], mount[PATH_MAX];
-
-			volume_list_item(r.apps, i, id, sizeof(id));
-			volume_list_item(r.names, i, name, sizeof(name));
-			volume_list_item(r.pids, i, pid, sizeof(pid));
-			volume_list_item(r.mounts, i, mount, sizeof(mount));
-			printf("%s{\"id\":%ld,\"name\":", i ? "," : "", strtol(id, NULL, 10));
-			cli_json_str(stdout, name);
-			printf(",\"pid\":%ld,\"mount\":", strtol(pid, NULL, 10));
-			cli_json_str(stdout, mount);
+			volume_user_get(&r, i, &u);
+			printf("%s{\"id\":%ld,\"name\":", i ? "," : "", strtol(u.id, NULL, 10));
+			cli_json_str(stdout, u.name);
+			printf(",\"pid\":%ld,\"mount\":", strtol(u.pid, NULL, 10));
+			cli_json_str(stdout, u.mount);
 			printf("}");
 		}
 		printf("]}");
@@ -586,7 +604,10 @@ static void volume_ls_json(char *reply)
 static int volume_ls(int argc, char **argv)
 {
 	static char reply[CTL_MSG_MAX];
+	struct volume_user u;
+	struct volume_rec rec;
 	bool json, any = false;
+	char *cur = reply;
 	int r;
 
 	r = cli_json_opts("volume ls", volume_ls_usage, argc, argv, &json);
@@ -604,25 +625,14 @@ static int volume_ls(int argc, char **argv)
 		return CLI_EXIT_OK;
 	}
 	printf("%-40s %-9s %s\n", "IMAGE", "STORAGE", "APPS");
-	for (char *line = reply, *eol; line && *line; line = eol ? eol + 1 : NULL) {
-		struct volume_rec r;
-		int n;
+	while (volume_rec_next(&cur, &rec)) {
+		int n = volume_nusers(&rec);
 
-		eol = strchr(line, '\n');
-		if (eol)
-			*eol = '\0';
-		if (!volume_rec_parse(line, &r))
-			continue;
-		printf("%-40s %-9s ", r.image, r.storage);
-		n = volume_nusers(&r);
+		printf("%-40s %-9s ", rec.image, rec.storage);
 		for (int i = 0; i < n && i < VOLUME_LS_MAX_USERS; i++) {
-			char id[32], name[128], pid[32], mount[PATH_MAX];
-
-			volume_list_item(r.apps, i, id, sizeof(id));
-			volume_list_item(r.names, i, name, sizeof(name));
-			volume_list_item(r.pids, i, pid, sizeof(pid));
-			volume_list_item(r.mounts, i, mount, sizeof(mount));
-			printf("%s%s(id %s, pid %s) at %s", i ? ", " : "", name, id, pid, mount);
+			volume_user_get(&rec, i, &u);
+			printf("%s%s(id %s, pid %s) at %s", i ? ", " : "", u.name, u.id, u.pid,
+			       u.mount);
 		}
 		printf("\n");
 		any = true;

@@ -18,6 +18,12 @@ static void close_if(int fd)
 		close(fd);
 }
 
+/* try_open for a step that only looks at open's answer. */
+static void open_close(const char *step, const char *path, int flags)
+{
+	close_if(try_open(step, path, flags));
+}
+
 /*
  * Become uid/gid 65534 for the real and effective ids while the saved ids
  * stay 0, so that the same process can come back (no fork: a forked child
@@ -50,8 +56,7 @@ int main(int argc, char **argv)
 	ft_init(argc, argv, 60);
 
 	/* O_CREAT, O_EXCL, mode and umask. */
-	fd = try_open("open new O_RDONLY", ft_path("a"), O_RDONLY);
-	close_if(fd);
+	open_close("open new O_RDONLY", ft_path("a"), O_RDONLY);
 	fd = try_open("open new O_CREAT|O_WRONLY", ft_path("a"), O_CREAT | O_WRONLY);
 	ft_val("write 5", write(fd, "hello", 5));
 	close_if(fd);
@@ -59,10 +64,8 @@ int main(int argc, char **argv)
 	fd = open(ft_path("b"), O_CREAT | O_WRONLY, 0777);
 	close_if(fd);
 	ft_show_stat("stat b (0777 created, umask 022)", ft_path("b"), 0);
-	fd = try_open("open existing O_CREAT|O_EXCL", ft_path("a"), O_CREAT | O_EXCL | O_WRONLY);
-	close_if(fd);
-	fd = try_open("open new O_CREAT|O_EXCL", ft_path("c"), O_CREAT | O_EXCL | O_RDWR);
-	close_if(fd);
+	open_close("open existing O_CREAT|O_EXCL", ft_path("a"), O_CREAT | O_EXCL | O_WRONLY);
+	open_close("open new O_CREAT|O_EXCL", ft_path("c"), O_CREAT | O_EXCL | O_RDWR);
 	fd = try_open("open existing O_CREAT (no O_EXCL)", ft_path("a"), O_CREAT | O_RDONLY);
 	if (fd >= 0) {
 		n = read(fd, buf, sizeof(buf));
@@ -71,12 +74,10 @@ int main(int argc, char **argv)
 	close_if(fd);
 
 	/* O_TRUNC and O_APPEND. */
-	fd = try_open("open O_WRONLY|O_TRUNC", ft_path("a"), O_WRONLY | O_TRUNC);
-	close_if(fd);
+	open_close("open O_WRONLY|O_TRUNC", ft_path("a"), O_WRONLY | O_TRUNC);
 	ft_show_stat("stat a after O_TRUNC", ft_path("a"), 0);
 	ft_make_file(ft_path("a"), 1000, 1);
-	fd = try_open("open O_RDONLY|O_TRUNC", ft_path("a"), O_RDONLY | O_TRUNC);
-	close_if(fd);
+	open_close("open O_RDONLY|O_TRUNC", ft_path("a"), O_RDONLY | O_TRUNC);
 	ft_show_stat("stat a after O_RDONLY|O_TRUNC", ft_path("a"), 0);
 	ft_make_file(ft_path("a"), 1000, 1);
 	fd = try_open("open O_WRONLY|O_APPEND", ft_path("a"), O_WRONLY | O_APPEND);
@@ -112,32 +113,19 @@ int main(int argc, char **argv)
 		ft_say("dir fd is a dir: %s", ft_yn(S_ISDIR(st.st_mode)));
 	}
 	close_if(fd);
-	fd = try_open("open dir O_WRONLY", ft_path("d"), O_WRONLY);
-	close_if(fd);
-	fd = try_open("open dir O_RDWR", ft_path("d"), O_RDWR);
-	close_if(fd);
-	fd = try_open("open dir O_CREAT", ft_path("d"), O_CREAT | O_RDONLY);
-	close_if(fd);
-	fd = try_open("open file O_DIRECTORY", ft_path("a"), O_RDONLY | O_DIRECTORY);
-	close_if(fd);
-	fd = try_open("open file/x", ft_path("a/x"), O_RDONLY);
-	close_if(fd);
-	fd = try_open("open file/x O_CREAT", ft_path("a/x"), O_CREAT | O_WRONLY);
-	close_if(fd);
-	fd = try_open("open missing/x O_CREAT", ft_path("missing/x"), O_CREAT | O_WRONLY);
-	close_if(fd);
-	fd = try_open("open new/ O_CREAT (trailing slash)", ft_path("new/"), O_CREAT | O_WRONLY);
-	close_if(fd);
-	fd = try_open("open a/ (file with trailing slash)", ft_path("a/"), O_RDONLY);
-	close_if(fd);
-	fd = try_open("open d/ (dir with trailing slash)", ft_path("d/"), O_RDONLY);
-	close_if(fd);
-	fd = try_open("open d/../a", ft_path("d/../a"), O_RDONLY);
-	close_if(fd);
-	fd = try_open("open ./a", ft_path("./a"), O_RDONLY);
-	close_if(fd);
-	fd = try_open("open dir//a (double slash)", ft_path("/a"), O_RDONLY);
-	close_if(fd);
+	open_close("open dir O_WRONLY", ft_path("d"), O_WRONLY);
+	open_close("open dir O_RDWR", ft_path("d"), O_RDWR);
+	open_close("open dir O_CREAT", ft_path("d"), O_CREAT | O_RDONLY);
+	open_close("open file O_DIRECTORY", ft_path("a"), O_RDONLY | O_DIRECTORY);
+	open_close("open file/x", ft_path("a/x"), O_RDONLY);
+	open_close("open file/x O_CREAT", ft_path("a/x"), O_CREAT | O_WRONLY);
+	open_close("open missing/x O_CREAT", ft_path("missing/x"), O_CREAT | O_WRONLY);
+	open_close("open new/ O_CREAT (trailing slash)", ft_path("new/"), O_CREAT | O_WRONLY);
+	open_close("open a/ (file with trailing slash)", ft_path("a/"), O_RDONLY);
+	open_close("open d/ (dir with trailing slash)", ft_path("d/"), O_RDONLY);
+	open_close("open d/../a", ft_path("d/../a"), O_RDONLY);
+	open_close("open ./a", ft_path("./a"), O_RDONLY);
+	open_close("open dir//a (double slash)", ft_path("/a"), O_RDONLY);
 
 	/* Symbolic links: following, O_NOFOLLOW, loops, dangling links with O_CREAT. */
 	ft_ok("symlink a -> la", symlink("a", ft_path("la")));
@@ -145,50 +133,37 @@ int main(int argc, char **argv)
 	if (fd >= 0)
 		ft_show_fd("  content via la", fd);
 	close_if(fd);
-	fd = try_open("open la O_NOFOLLOW", ft_path("la"), O_RDONLY | O_NOFOLLOW);
-	close_if(fd);
-	fd = try_open("open a O_NOFOLLOW (not a link)", ft_path("a"), O_RDONLY | O_NOFOLLOW);
-	close_if(fd);
+	open_close("open la O_NOFOLLOW", ft_path("la"), O_RDONLY | O_NOFOLLOW);
+	open_close("open a O_NOFOLLOW (not a link)", ft_path("a"), O_RDONLY | O_NOFOLLOW);
 	ft_ok("symlink loop1 -> loop2", symlink("loop2", ft_path("loop1")));
 	ft_ok("symlink loop2 -> loop1", symlink("loop1", ft_path("loop2")));
-	fd = try_open("open loop1", ft_path("loop1"), O_RDONLY);
-	close_if(fd);
+	open_close("open loop1", ft_path("loop1"), O_RDONLY);
 	ft_ok("symlink target-new -> dangling", symlink("target-new", ft_path("dangling")));
-	fd = try_open("open dangling O_CREAT|O_EXCL", ft_path("dangling"), O_CREAT | O_EXCL | O_WRONLY);
-	close_if(fd);
-	fd = try_open("open dangling (no O_CREAT)", ft_path("dangling"), O_RDONLY);
-	close_if(fd);
-	fd = try_open("open dangling O_CREAT", ft_path("dangling"), O_CREAT | O_WRONLY);
-	close_if(fd);
+	open_close("open dangling O_CREAT|O_EXCL", ft_path("dangling"), O_CREAT | O_EXCL | O_WRONLY);
+	open_close("open dangling (no O_CREAT)", ft_path("dangling"), O_RDONLY);
+	open_close("open dangling O_CREAT", ft_path("dangling"), O_CREAT | O_WRONLY);
 	ft_show_stat("stat target-new (made through the link)", ft_path("target-new"), 1);
 	ft_ok("symlink d -> ld", symlink("d", ft_path("ld")));
-	fd = try_open("open ld/f O_CREAT (through a dir link)", ft_path("ld/f"), O_CREAT | O_WRONLY);
-	close_if(fd);
+	open_close("open ld/f O_CREAT (through a dir link)", ft_path("ld/f"), O_CREAT | O_WRONLY);
 	ft_show_dir("list d", ft_path("d"));
-	fd = try_open("open ld O_DIRECTORY|O_NOFOLLOW", ft_path("ld"), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-	close_if(fd);
+	open_close("open ld O_DIRECTORY|O_NOFOLLOW", ft_path("ld"), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 
 	/* Names: empty, too long component, too long path. */
-	fd = try_open("open \"\"", "", O_RDONLY);
-	close_if(fd);
+	open_close("open \"\"", "", O_RDONLY);
 	memset(longname, 'n', 255);
 	longname[255] = 0;
-	fd = try_open("open 255-byte name O_CREAT", ft_path(longname), O_CREAT | O_WRONLY);
-	close_if(fd);
+	open_close("open 255-byte name O_CREAT", ft_path(longname), O_CREAT | O_WRONLY);
 	ft_show_stat("stat 255-byte name", ft_path(longname), 0);
 	memset(longname, 'n', 256);
 	longname[256] = 0;
-	fd = try_open("open 256-byte name O_CREAT", ft_path(longname), O_CREAT | O_WRONLY);
-	close_if(fd);
-	fd = try_open("open 256-byte name", ft_path(longname), O_RDONLY);
-	close_if(fd);
+	open_close("open 256-byte name O_CREAT", ft_path(longname), O_CREAT | O_WRONLY);
+	open_close("open 256-byte name", ft_path(longname), O_RDONLY);
 	longpath = malloc(5000);
 	if (longpath) {
 		size_t len = (size_t)snprintf(longpath, 5000, "%s", ft_dir);
 		while (len < 4200)
 			len += (size_t)snprintf(longpath + len, 5000 - len, "/d/..");
-		fd = try_open("open path > PATH_MAX", longpath, O_RDONLY);
-		close_if(fd);
+		open_close("open path > PATH_MAX", longpath, O_RDONLY);
 		free(longpath);
 	}
 
@@ -216,20 +191,13 @@ int main(int argc, char **argv)
 	ft_ok("chmod open 0777", chmod(ft_path("open"), 0777));
 	if (drop_privileges() == 0) {
 		ft_say("running as uid 65534: yes");
-		fd = try_open("  open private O_RDONLY", ft_path("private"), O_RDONLY);
-		close_if(fd);
-		fd = try_open("  open readonly O_RDONLY", ft_path("readonly"), O_RDONLY);
-		close_if(fd);
-		fd = try_open("  open readonly O_WRONLY", ft_path("readonly"), O_WRONLY);
-		close_if(fd);
-		fd = try_open("  open closed/inner", ft_path("closed/inner"), O_RDONLY);
-		close_if(fd);
-		fd = try_open("  open closed/new O_CREAT", ft_path("closed/new"), O_CREAT | O_WRONLY);
-		close_if(fd);
-		fd = try_open("  open new in dir O_CREAT (dir 0755 root)", ft_path("newbyuser"), O_CREAT | O_WRONLY);
-		close_if(fd);
-		fd = try_open("  open open/mine O_CREAT (dir 0777)", ft_path("open/mine"), O_CREAT | O_WRONLY);
-		close_if(fd);
+		open_close("  open private O_RDONLY", ft_path("private"), O_RDONLY);
+		open_close("  open readonly O_RDONLY", ft_path("readonly"), O_RDONLY);
+		open_close("  open readonly O_WRONLY", ft_path("readonly"), O_WRONLY);
+		open_close("  open closed/inner", ft_path("closed/inner"), O_RDONLY);
+		open_close("  open closed/new O_CREAT", ft_path("closed/new"), O_CREAT | O_WRONLY);
+		open_close("  open new in dir O_CREAT (dir 0755 root)", ft_path("newbyuser"), O_CREAT | O_WRONLY);
+		open_close("  open open/mine O_CREAT (dir 0777)", ft_path("open/mine"), O_CREAT | O_WRONLY);
 		ft_show_stat("  stat open/mine", ft_path("open/mine"), 0);
 		ft_ok("  access private R_OK", access(ft_path("private"), R_OK));
 		ft_ok("  access readonly R_OK", access(ft_path("readonly"), R_OK));
@@ -244,7 +212,6 @@ int main(int argc, char **argv)
 	} else {
 		ft_say("running as uid 65534: no (%s)", ft_errname(errno));
 	}
-	fd = try_open("open private as root again", ft_path("private"), O_RDONLY);
-	close_if(fd);
+	open_close("open private as root again", ft_path("private"), O_RDONLY);
 	return 0;
 }

@@ -130,6 +130,20 @@ lt_daemon_up() {
 	}
 }
 
+# lt_testbed_daemon_own: the testbed and librettod up, each of them taken
+# down again at exit if this test brought it up (for tests that run under
+# their own LIBRETTO_TESTBED_PREFIX).
+lt_testbed_daemon_own() {
+	local brought=0
+	lt_ns_exists "$LT_NS_HOST" || brought=1
+	lt_testbed_up
+	[ "$brought" = 1 ] && lt_on_exit 'timeout 60 "$LIBRETTO" testbed down >/dev/null 2>&1'
+	if ! timeout 10 "$LIBRETTO" status >/dev/null 2>&1; then
+		lt_daemon_up
+		lt_on_exit 'timeout 20 "$LIBRETTO" down >/dev/null 2>&1'
+	fi
+}
+
 # lt_bg NAME CMD...: start CMD in the background, output in $LT_TMP/NAME.out
 # and .err; it is killed at exit.  Sets lt_last_pid.
 lt_bg() {
@@ -210,23 +224,27 @@ lt_status_get() {
 		python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1" 2>/dev/null
 }
 
-# lt_nginx_conf DIR PORT ROOT [HTTP-LINES]: DIR/nginx.conf for nginx as one
-# process in the foreground (master_process off, daemon off), serving ROOT on
+# lt_nginx_conf DIR PORT ROOT [HTTP-LINES [WORKERS [ACCESS-LOG]]]:
+# DIR/nginx.conf for nginx in the foreground (daemon off), serving ROOT on
 # PORT, its pid, logs and temporary files in DIR; HTTP-LINES (e.g.
-# "keepalive_requests 1000000;") go into the http block.  Run it with
+# "keepalive_requests 1000000;") go into the http block.  WORKERS 0 (the
+# default) is one process (master_process off), N a master with N workers;
+# ACCESS-LOG is the access log's path (default off).  Run it with
 # `nginx -c DIR/nginx.conf -p DIR`.
 lt_nginx_conf() {
-	local dir=$1 port=$2 root=$3 extra=${4:-}
+	local dir=$1 port=$2 root=$3 extra=${4:-} workers=${5:-0} alog=${6:-off}
+	local master=on
+	[ "$workers" -gt 0 ] || { master=off; workers=1; }
 	mkdir -p "$dir"
 	cat >"$dir/nginx.conf" <<NGINX_CONF
 daemon off;
-master_process off;
-worker_processes 1;
+master_process $master;
+worker_processes $workers;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 events { worker_connections 256; }
 http {
-	access_log off;
+	access_log $alog;
 	default_type application/octet-stream;
 	$extra
 	client_body_temp_path $dir/body;

@@ -39,14 +39,7 @@ nginx_ip=${NGINX_IP:-10.42.0.72}
 rport=6391
 nport=8091
 
-brought_testbed=0
-lt_ns_exists "$LT_NS_HOST" || brought_testbed=1
-lt_testbed_up
-[ "$brought_testbed" = 1 ] && lt_on_exit 'timeout 60 "$LIBRETTO" testbed down >/dev/null 2>&1'
-if ! timeout 10 "$L" status >/dev/null 2>&1; then
-	lt_daemon_up
-	lt_on_exit 'timeout 20 "$LIBRETTO" down >/dev/null 2>&1'
-fi
+lt_testbed_daemon_own
 [ "$(lt_status_get fsd)" = running ] || lt_skip "libretto-fsd does not run ($(lt_status_get fsd_error))"
 
 img=$LT_TMP/vol.img
@@ -244,25 +237,7 @@ step "nginx: master and 2 workers serve /data/www, log to /data/logs"
 lt_www_make "$LT_TMP/www"
 v sh -c "mkdir -p /data/www /data/logs && cp $LT_TMP/www/* /data/www/" || lt_fail "copying the web files"
 nd=$LT_TMP/nginx
-mkdir -p "$nd"
-cat >"$nd/nginx.conf" <<NGINX_CONF
-daemon off;
-master_process on;
-worker_processes 2;
-pid $nd/nginx.pid;
-error_log $nd/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log /data/logs/access.log;
-	default_type application/octet-stream;
-	client_body_temp_path $nd/body;
-	proxy_temp_path $nd/proxy;
-	fastcgi_temp_path $nd/fastcgi;
-	uwsgi_temp_path $nd/uwsgi;
-	scgi_temp_path $nd/scgi;
-	server { listen $nport; root /data/www; }
-}
-NGINX_CONF
+lt_nginx_conf "$nd" "$nport" /data/www "" 2 /data/logs/access.log
 ip -n "$LT_NS_PEER" neigh del "$nginx_ip" dev wire0 2>/dev/null
 lt_bg nginx "$L" run --name v2b-nginx --ip "$nginx_ip" --storage indirect --volume "$img:/data" -- \
 	nginx -c "$nd/nginx.conf" -p "$nd"

@@ -21,6 +21,20 @@ L=$LIBRETTO
 out=$LT_TMP/out
 step() { lt_log "--- $*"; }
 
+# ls_wait there|gone PATTERN: wait (up to 10 s) until `volume ls` shows
+# PATTERN, or no longer shows it.
+ls_wait() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		if timeout 10 "$L" volume ls 2>/dev/null | grep -q -- "$2"; then
+			[ "$1" = there ] && return 0
+		else
+			[ "$1" = gone ] && return 0
+		fi
+		sleep 0.2
+	done
+}
+
 # expect STATUS PATTERN CMD...: CMD exits STATUS and its output (stdout and
 # stderr) matches the extended regular expression PATTERN.
 expect() {
@@ -82,14 +96,7 @@ mke2fs -q -F -t ext4 -b 1024 "$LT_TMP/k1.img" >/dev/null 2>&1
 expect 1 '1024-byte blocks' "$L" volume check "$LT_TMP/k1.img"
 
 # ---------------------------------------------------------- with daemon --
-brought_testbed=0
-lt_ns_exists "$LT_NS_HOST" || brought_testbed=1
-lt_testbed_up
-[ "$brought_testbed" = 1 ] && lt_on_exit 'timeout 60 "$LIBRETTO" testbed down >/dev/null 2>&1'
-if ! timeout 10 "$L" status >/dev/null 2>&1; then
-	lt_daemon_up
-	lt_on_exit 'timeout 20 "$LIBRETTO" down >/dev/null 2>&1'
-fi
+lt_testbed_daemon_own
 
 step "run --volume: the environment and the descriptor arrive"
 expect 0 '' "$L" volume create "$img" --size 64M --force
@@ -125,10 +132,7 @@ done
 step "a second direct owner is refused (EBUSY naming the first)"
 lt_bg owner "$L" run --name volowner --volume "$img" -- sleep 20
 owner=$lt_last_pid
-for _ in $(seq 50); do
-	timeout 10 "$L" volume ls 2>/dev/null | grep -q volowner && break
-	sleep 0.2
-done
+ls_wait there volowner
 expect 0 "^$real +direct +volowner\\(id [0-9]+, pid $owner\\) at /data" "$L" volume ls
 expect 0 "\"image\":\"$real\",\"storage\":\"direct\",\"apps\":\\[\\{\"id\":[0-9]+,\"name\":\"volowner\",\"pid\":$owner,\"mount\":\"/data\"\\}\\]" \
 	"$L" volume ls --json
@@ -142,10 +146,7 @@ expect 1 "already attached to this application" \
 	"$L" run --volume "$LT_TMP/small.img:/x" --volume "$LT_TMP/small.img:/y" -- true
 kill "$owner" 2>/dev/null
 wait "$owner" 2>/dev/null
-for _ in $(seq 50); do
-	timeout 10 "$L" volume ls 2>/dev/null | grep -q volowner || break
-	sleep 0.2
-done
+ls_wait gone volowner
 expect 0 '^\(no volumes\)$' "$L" volume ls
 expect 0 'clean' "$L" volume check "$img"
 
@@ -160,11 +161,7 @@ if [ "$(lt_status_get fsd)" = running ]; then
 	lt_bg ind2 "$L" run --name volind2 --storage indirect --volume "$simg:/srv" -- \
 		sh -c 'echo "$LIBRETTO_VOLUMES"; exec sleep 20'
 	ind2=$lt_last_pid
-	for _ in $(seq 50); do
-		[ "$(timeout 10 "$L" volume ls 2>/dev/null | grep -c 'volind[12]')" -ge 1 ] &&
-			timeout 10 "$L" volume ls | grep -q 'volind1.*volind2\|volind2.*volind1' && break
-		sleep 0.2
-	done
+	ls_wait there 'volind1.*volind2\|volind2.*volind1'
 	expect 0 "^$sreal +indirect +volind[12]\\(id [0-9]+, pid [0-9]+\\) at /srv, volind[12]" \
 		"$L" volume ls
 	for f in "$LT_TMP/ind1.out" "$LT_TMP/ind2.out"; do
@@ -175,10 +172,7 @@ if [ "$(lt_status_get fsd)" = running ]; then
 	expect 1 "served by libretto-fsd" "$L" volume check "$simg"
 	kill "$ind1" "$ind2" 2>/dev/null
 	wait "$ind1" "$ind2" 2>/dev/null
-	for _ in $(seq 50); do
-		timeout 10 "$L" volume ls 2>/dev/null | grep -q volind || break
-		sleep 0.2
-	done
+	ls_wait gone volind
 	expect 0 '^\(no volumes\)$' "$L" volume ls
 	expect 0 'clean' "$L" volume check "$simg"
 else

@@ -654,15 +654,22 @@ int ipx_vfile_open(struct ipx_vloc *vl, int flags, mode_t mode)
 	return fd;
 }
 
+int ipx_vlocate(int dirfd, const char *path, struct ipx_vloc *vl, bool want_abs)
+{
+	real_init();
+	vl->loc.kdirfd = dirfd;
+	vl->loc.kpath = path;
+	if (!vfs_active())
+		return 0;
+	return ipx_vpath(dirfd, path, vl, want_abs);
+}
+
 int ipx_open_any(int dirfd, const char *path, int flags, mode_t mode)
 {
 	struct ipx_vloc vl;
 	int r;
 
-	real_init();
-	if (!vfs_active())
-		return real.openat(dirfd, path, flags, mode);
-	r = ipx_vpath(dirfd, path, &vl, true);
+	r = ipx_vlocate(dirfd, path, &vl, true);
 	if (r == 0)
 		return real.openat(vl.loc.kdirfd, vl.loc.kpath, flags, mode);
 	if (r == 1)

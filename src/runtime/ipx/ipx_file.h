@@ -66,6 +66,13 @@ struct ipx_vloc {
  */
 int ipx_vpath(int dirfd, const char *path, struct ipx_vloc *vl, bool want_abs);
 
+/*
+ * ipx_vpath() for the wrappers that go straight to the kernel while no
+ * volume is mounted: then 0, with vl->loc.kdirfd and kpath set to dirfd and
+ * path.  Also initialises the real-function table.
+ */
+int ipx_vlocate(int dirfd, const char *path, struct ipx_vloc *vl, bool want_abs);
+
 /* The volume file at fd, pinned, or NULL (a kernel descriptor, or one of
  * the runtime's private descriptors). */
 struct ipx_file *ipx_vfile_get(int fd);

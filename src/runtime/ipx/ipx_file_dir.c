@@ -72,10 +72,7 @@ IPX_EXPORT DIR *opendir(const char *path)
 	DIR *d;
 	int r, fd;
 
-	real_init();
-	if (!vfs_active())
-		return real.opendir(path);
-	r = ipx_vpath(AT_FDCWD, path, &vl, true);
+	r = ipx_vlocate(AT_FDCWD, path, &vl, true);
 	if (r == 0)
 		return real.opendir(vl.loc.kpath);
 	if (r == 1)
@@ -344,10 +341,7 @@ IPX_EXPORT int scandir(const char *path, struct dirent ***list, int (*sel)(const
 	DIR *d;
 	int r, saved;
 
-	real_init();
-	if (!vfs_active())
-		return real.scandir(path, list, sel, cmp);
-	r = ipx_vpath(AT_FDCWD, path, &vl, false);
+	r = ipx_vlocate(AT_FDCWD, path, &vl, false);
 	if (r == 0)
 		return real.scandir(vl.loc.kpath, list, sel, cmp);
 	if (r < 0)
@@ -368,10 +362,7 @@ IPX_EXPORT int scandir64(const char *path, struct dirent64 ***list, int (*sel)(c
 	struct ipx_vloc vl;
 	int r;
 
-	real_init();
-	if (!vfs_active())
-		return real.scandir64(path, list, sel, cmp);
-	r = ipx_vpath(AT_FDCWD, path, &vl, false);
+	r = ipx_vlocate(AT_FDCWD, path, &vl, false);
 	if (r == 0)
 		return real.scandir64(vl.loc.kpath, list, sel, cmp);
 	if (r < 0)

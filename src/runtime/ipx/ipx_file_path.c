@@ -52,6 +52,16 @@ static int vp_search_ok(struct ipx_vloc *vl)
 	return err;
 }
 
+/*
+ * The location names a directory itself (the mount point, or a last
+ * component "." or ".."), not an entry of its parent: nothing can be made,
+ * renamed or linked there.
+ */
+static bool vp_is_dir_itself(const struct vfs_loc *loc)
+{
+	return loc->last_dot || strcmp(loc->rel, "/") == 0;
+}
+
 /* The inode at a resolved location (flags: AT_SYMLINK_NOFOLLOW), checked for a wanted directory. */
 static int vp_lookup(struct ipx_vloc *vl, int flags, vol_ino_t *ino)
 {
@@ -99,9 +109,7 @@ static int vp_fstatat(int dirfd, const char *path, struct stat *st, int flags, s
 		ipx_put(f);
 		return 1;
 	}
-	if (!vfs_active())
-		return 0;
-	r = ipx_vpath(dirfd, path, vl, false);
+	r = ipx_vlocate(dirfd, path, vl, false);
 	if (r == 0)
 		return 0;
 	if (r == 1 && (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT |
@@ -241,10 +249,7 @@ static int ipx_accessat(int dirfd, const char *path, int mode, int flags)
 	vol_ino_t ino;
 	int r;
 
-	real_init();
-	if (!vfs_active())
-		return real.faccessat(dirfd, path, mode, flags);
-	r = ipx_vpath(dirfd, path, &vl, false);
+	r = ipx_vlocate(dirfd, path, &vl, false);
 	if (r == 0)
 		return real.faccessat(vl.loc.kdirfd, vl.loc.kpath, mode, flags);
 	if (r < 0)
@@ -293,13 +298,10 @@ static int ipx_mkdirat(int dirfd, const char *path, mode_t mode)
 	struct ipx_vloc vl;
 	int r;
 
-	real_init();
-	if (!vfs_active())
-		return real.mkdirat(dirfd, path, mode);
-	r = ipx_vpath(dirfd, path, &vl, false);
+	r = ipx_vlocate(dirfd, path, &vl, false);
 	if (r == 0)
 		return real.mkdirat(vl.loc.kdirfd, vl.loc.kpath, mode);
-	if (r == 1 && (vl.loc.last_dot || strcmp(vl.loc.rel, "/") == 0))
+	if (r == 1 && vp_is_dir_itself(&vl.loc))
 		r = -EEXIST;
 	if (r == 1) {
 		vfs_cred(&cred);
@@ -324,10 +326,7 @@ static int ipx_unlinkat(int dirfd, const char *path, int flags)
 	struct ipx_vloc vl;
 	int r;
 
-	real_init();
-	if (!vfs_active())
-		return real.unlinkat(dirfd, path, flags);
-	r = ipx_vpath(dirfd, path, &vl, false);
+	r = ipx_vlocate(dirfd, path, &vl, false);
 	if (r == 0)
 		return real.unlinkat(vl.loc.kdirfd, vl.loc.kpath, flags);
 	if (r == 1) {
@@ -401,8 +400,7 @@ static int ipx_renameat2(int ofd, const char *from, int nfd, const char *to, uns
 	 * Linux across file systems. */
 	if (ra != rb || a.loc.m != b.loc.m)
 		return (int)ipx_ret(-EXDEV);
-	if (strcmp(a.loc.rel, "/") == 0 || strcmp(b.loc.rel, "/") == 0 || a.loc.last_dot ||
-	    b.loc.last_dot)
+	if (vp_is_dir_itself(&a.loc) || vp_is_dir_itself(&b.loc))
 		return (int)ipx_ret(-EBUSY);
 	if (a.loc.want_dir || b.loc.want_dir) {
 		/* A trailing slash on either name: the source must be a directory. */
@@ -474,7 +472,7 @@ static int ipx_linkat(int ofd, const char *from, int nfd, const char *to, int fl
 		return real.linkat(a.loc.kdirfd, a.loc.kpath, b.loc.kdirfd, b.loc.kpath, flags);
 	if (ra != rb || a.loc.m != b.loc.m)
 		return (int)ipx_ret(-EXDEV);
-	if (b.loc.last_dot || strcmp(b.loc.rel, "/") == 0)
+	if (vp_is_dir_itself(&b.loc))
 		return (int)ipx_ret(-EEXIST);
 	r = vp_lookup(&a, (flags & AT_SYMLINK_FOLLOW) ? 0 : AT_SYMLINK_NOFOLLOW, &ino);
 	if (r == 0) {
@@ -500,13 +498,10 @@ static int ipx_symlinkat(const char *target, int dirfd, const char *path)
 	struct ipx_vloc vl;
 	int r;
 
-	real_init();
-	if (!vfs_active())
-		return real.symlinkat(target, dirfd, path);
-	r = ipx_vpath(dirfd, path, &vl, false);
+	r = ipx_vlocate(dirfd, path, &vl, false);
 	if (r == 0)
 		return real.symlinkat(target, vl.loc.kdirfd, vl.loc.kpath);
-	if (r == 1 && (vl.loc.last_dot || strcmp(vl.loc.rel, "/") == 0))
+	if (r == 1 && vp_is_dir_itself(&vl.loc))
 		r = -EEXIST;
 	if (r == 1) {
 		vfs_cred(&cred);
@@ -532,10 +527,7 @@ static ssize_t ipx_readlinkat(int dirfd, const char *path, char *buf, size_t n)
 	vol_ino_t ino;
 	ssize_t r;
 
-	real_init();
-	if (!vfs_active())
-		return real.readlinkat(dirfd, path, buf, n);
-	r = ipx_vpath(dirfd, path, &vl, false);
+	r = ipx_vlocate(dirfd, path, &vl, false);
 	if (r == 0)
 		return real.readlinkat(vl.loc.kdirfd, vl.loc.kpath, buf, n);
 	if (r == 1) {
@@ -578,10 +570,7 @@ static int ipx_mknodat(int dirfd, const char *path, mode_t mode, dev_t dev)
 	struct ipx_vloc vl;
 	int r;
 
-	real_init();
-	if (!vfs_active())
-		return real.mknodat(dirfd, path, mode, dev);
-	r = ipx_vpath(dirfd, path, &vl, false);
+	r = ipx_vlocate(dirfd, path, &vl, false);
 	if (r == 0)
 		return real.mknodat(vl.loc.kdirfd, vl.loc.kpath, mode, dev);
 	if (r == 1) {
@@ -640,10 +629,7 @@ static int ipx_truncate(const char *path, off_t len)
 	vol_ino_t ino;
 	int r;
 
-	real_init();
-	if (!vfs_active())
-		return real.truncate(path, len);
-	r = ipx_vpath(AT_FDCWD, path, &vl, false);
+	r = ipx_vlocate(AT_FDCWD, path, &vl, false);
 	if (r == 0)
 		return real.truncate(vl.loc.kpath, len);
 	if (r == 1 && len < 0)
@@ -680,10 +666,7 @@ static int ipx_fchmodat(int dirfd, const char *path, mode_t mode, int flags)
 	struct ipx_vloc vl;
 	int r;
 
-	real_init();
-	if (!vfs_active())
-		return real.fchmodat(dirfd, path, mode, flags);
-	r = ipx_vpath(dirfd, path, &vl, false);
+	r = ipx_vlocate(dirfd, path, &vl, false);
 	if (r == 0)
 		return real.fchmodat(vl.loc.kdirfd, vl.loc.kpath, mode, flags);
 	if (r == 1) {
@@ -725,9 +708,7 @@ static int ipx_fchownat(int dirfd, const char *path, uid_t uid, gid_t gid, int f
 	real_init();
 	if ((flags & AT_EMPTY_PATH) && path != NULL && path[0] == '\0' && fdtab_peek(dirfd) != NULL)
 		return fchown(dirfd, uid, gid);
-	if (!vfs_active())
-		return real.fchownat(dirfd, path, uid, gid, flags);
-	r = ipx_vpath(dirfd, path, &vl, false);
+	r = ipx_vlocate(dirfd, path, &vl, false);
 	if (r == 0)
 		return real.fchownat(vl.loc.kdirfd, vl.loc.kpath, uid, gid, flags);
 	if (r == 1) {
@@ -826,23 +807,33 @@ IPX_EXPORT int utime(const char *path, const struct utimbuf *t)
 	return ipx_utimensat(AT_FDCWD, path, t ? ts : NULL, 0);
 }
 
-static int ipx_statfs_path(const char *path, struct statfs *st)
+/* For the calls that take a path relative to the cwd and need no inode:
+ * 1: a volume path that exists (the caller answers from vl), 0: the kernel's
+ * (at *kpath, which lives in vl), -errno. */
+static int vp_resolve(const char *path, bool follow, struct ipx_vloc *vl, const char **kpath)
 {
-	struct ipx_vloc vl;
 	vol_ino_t ino;
 	int r;
 
-	real_init();
-	if (!vfs_active())
-		return real.statfs(path, st);
-	r = ipx_vpath(AT_FDCWD, path, &vl, false);
+	r = ipx_vlocate(AT_FDCWD, path, vl, false);
 	if (r == 0)
-		return real.statfs(vl.loc.kpath, st);
-	if (r == 1) {
-		r = vp_lookup(&vl, 0, &ino);
-		if (r == 0)
-			r = vl.ops->statfs(vl.b, st);
-	}
+		*kpath = vl->loc.kpath;
+	if (r <= 0)
+		return r;
+	r = vp_lookup(vl, follow ? 0 : AT_SYMLINK_NOFOLLOW, &ino);
+	return r < 0 ? r : 1;
+}
+
+static int ipx_statfs_path(const char *path, struct statfs *st)
+{
+	struct ipx_vloc vl;
+	const char *kp;
+	int r = vp_resolve(path, true, &vl, &kp);
+
+	if (r == 0)
+		return real.statfs(kp, st);
+	if (r == 1)
+		r = vl.ops->statfs(vl.b, st);
 	return (int)ipx_ret(r);
 }
 
@@ -860,22 +851,15 @@ static int ipx_statvfs_path(const char *path, struct statvfs *st)
 {
 	struct ipx_vloc vl;
 	struct statfs s;
-	vol_ino_t ino;
-	int r;
+	const char *kp;
+	int r = vp_resolve(path, true, &vl, &kp);
 
-	real_init();
-	if (!vfs_active())
-		return real.statvfs(path, st);
-	r = ipx_vpath(AT_FDCWD, path, &vl, false);
 	if (r == 0)
-		return real.statvfs(vl.loc.kpath, st);
-	if (r == 1) {
-		r = vp_lookup(&vl, 0, &ino);
-		if (r == 0)
-			r = vl.ops->statfs(vl.b, &s);
-		if (r == 0)
-			ipx_statfs_to_statvfs(&s, st);
-	}
+		return real.statvfs(kp, st);
+	if (r == 1)
+		r = vl.ops->statfs(vl.b, &s);
+	if (r == 0)
+		ipx_statfs_to_statvfs(&s, st);
 	return (int)ipx_ret(r);
 }
 
@@ -892,31 +876,11 @@ IPX_EXPORT int statvfs64(const char *path, struct statvfs64 *st)
 /* ------------------------------------------------------------------ */
 /* Extended attributes by path: none on a volume. */
 
-/* 1: a volume path that exists (the caller answers), 0: the kernel's (at
- * *kpath, which lives in vl), -errno. */
-static int vp_xattr(const char *path, bool follow, struct ipx_vloc *vl, const char **kpath)
-{
-	vol_ino_t ino;
-	int r;
-
-	real_init();
-	*kpath = path;
-	if (!vfs_active())
-		return 0;
-	r = ipx_vpath(AT_FDCWD, path, vl, false);
-	if (r == 0)
-		*kpath = vl->loc.kpath;
-	if (r <= 0)
-		return r;
-	r = vp_lookup(vl, follow ? 0 : AT_SYMLINK_NOFOLLOW, &ino);
-	return r < 0 ? r : 1;
-}
-
 IPX_EXPORT ssize_t getxattr(const char *path, const char *name, void *val, size_t n)
 {
 	struct ipx_vloc vl;
 	const char *kp;
-	int r = vp_xattr(path, true, &vl, &kp);
+	int r = vp_resolve(path, true, &vl, &kp);
 
 	return r == 0 ? real.getxattr(kp, name, val, n) : ipx_ret(r < 0 ? r : -ENOTSUP);
 }
@@ -925,7 +889,7 @@ IPX_EXPORT ssize_t lgetxattr(const char *path, const char *name, void *val, size
 {
 	struct ipx_vloc vl;
 	const char *kp;
-	int r = vp_xattr(path, false, &vl, &kp);
+	int r = vp_resolve(path, false, &vl, &kp);
 
 	return r == 0 ? real.lgetxattr(kp, name, val, n) : ipx_ret(r < 0 ? r : -ENOTSUP);
 }
@@ -934,7 +898,7 @@ IPX_EXPORT int setxattr(const char *path, const char *name, const void *val, siz
 {
 	struct ipx_vloc vl;
 	const char *kp;
-	int r = vp_xattr(path, true, &vl, &kp);
+	int r = vp_resolve(path, true, &vl, &kp);
 
 	return r == 0 ? real.setxattr(kp, name, val, n, flags) : (int)ipx_ret(r < 0 ? r : -ENOTSUP);
 }
@@ -943,7 +907,7 @@ IPX_EXPORT int lsetxattr(const char *path, const char *name, const void *val, si
 {
 	struct ipx_vloc vl;
 	const char *kp;
-	int r = vp_xattr(path, false, &vl, &kp);
+	int r = vp_resolve(path, false, &vl, &kp);
 
 	return r == 0 ? real.lsetxattr(kp, name, val, n, flags) : (int)ipx_ret(r < 0 ? r : -ENOTSUP);
 }
@@ -953,7 +917,7 @@ IPX_EXPORT ssize_t listxattr(const char *path, char *list, size_t n)
 {
 	struct ipx_vloc vl;
 	const char *kp;
-	int r = vp_xattr(path, true, &vl, &kp);
+	int r = vp_resolve(path, true, &vl, &kp);
 
 	return r == 0 ? real.listxattr(kp, list, n) : ipx_ret(r < 0 ? r : 0);
 }
@@ -962,7 +926,7 @@ IPX_EXPORT ssize_t llistxattr(const char *path, char *list, size_t n)
 {
 	struct ipx_vloc vl;
 	const char *kp;
-	int r = vp_xattr(path, false, &vl, &kp);
+	int r = vp_resolve(path, false, &vl, &kp);
 
 	return r == 0 ? real.llistxattr(kp, list, n) : ipx_ret(r < 0 ? r : 0);
 }

@@ -172,10 +172,7 @@ static FILE *ipx_fopen(const char *path, const char *mode, bool is64)
 	FILE *fp;
 	int r, flags, fd;
 
-	real_init();
-	if (!vfs_active())
-		return is64 ? real.fopen64(path, mode) : real.fopen(path, mode);
-	r = ipx_vpath(AT_FDCWD, path, &vl, true);
+	r = ipx_vlocate(AT_FDCWD, path, &vl, true);
 	if (r == 0)
 		return is64 ? real.fopen64(vl.loc.kpath, mode) : real.fopen(vl.loc.kpath, mode);
 	if (r < 0) {
@@ -312,10 +309,14 @@ IPX_EXPORT FILE *fdopen(int fd, const char *mode)
 	return ipx_stream_open(fd, mode);
 }
 
+/* The descriptor of a stream on a volume file, or -1 (a glibc stream); no
+ * lock is taken while the program has no volume streams. */
 static int ipx_stream_fd(FILE *fp)
 {
 	int fd = -1;
 
+	if (atomic_load_explicit(&ipx_nstreams, memory_order_relaxed) == 0)
+		return -1;
 	pthread_mutex_lock(&ipx_streams_lock);
 	for (struct ipx_stream *s = ipx_streams; s != NULL; s = s->next) {
 		if (s->fp == fp) {
@@ -329,24 +330,18 @@ static int ipx_stream_fd(FILE *fp)
 
 IPX_EXPORT int fileno(FILE *fp)
 {
-	int fd;
+	int fd = ipx_stream_fd(fp);
 
 	real_init();
-	if (atomic_load_explicit(&ipx_nstreams, memory_order_relaxed) == 0 ||
-	    (fd = ipx_stream_fd(fp)) < 0)
-		return real.fileno(fp);
-	return fd;
+	return fd >= 0 ? fd : real.fileno(fp);
 }
 
 IPX_EXPORT int fileno_unlocked(FILE *fp)
 {
-	int fd;
+	int fd = ipx_stream_fd(fp);
 
 	real_init();
-	if (atomic_load_explicit(&ipx_nstreams, memory_order_relaxed) == 0 ||
-	    (fd = ipx_stream_fd(fp)) < 0)
-		return real.fileno_unlocked(fp);
-	return fd;
+	return fd >= 0 ? fd : real.fileno_unlocked(fp);
 }
 
 void ipx_vfile_flush_all(void)

@@ -633,7 +633,13 @@ const char *vfs_loc_abs(struct vfs_loc *loc, const struct vfs_dir *dir)
 	return loc->buf;
 }
 
-void vfs_cwd_set(struct vfs_mount *m, unsigned gen, vol_ino_t ino, const char *abs)
+/*
+ * Make (m, gen, ino, abs) the cwd, or none when set is false, and give the
+ * old cwd's inode reference back after the lock is dropped, so that the
+ * backend's release never runs under it.
+ */
+static void vfs_cwd_replace(bool set, struct vfs_mount *m, unsigned gen, vol_ino_t ino,
+			    const char *abs)
 {
 	struct vfs_mount *om;
 	vol_ino_t oino;
@@ -645,36 +651,30 @@ void vfs_cwd_set(struct vfs_mount *m, unsigned gen, vol_ino_t ino, const char *a
 	om = vfs_cwd.m;
 	oino = vfs_cwd.ino;
 	ogen = vfs_cwd.gen;
-	vfs_cwd.set = true;
-	vfs_cwd.m = m;
-	vfs_cwd.gen = gen;
-	vfs_cwd.ino = ino;
-	snprintf(vfs_cwd.path, sizeof(vfs_cwd.path), "%s", abs);
+	vfs_cwd.set = set;
+	if (set) {
+		vfs_cwd.m = m;
+		vfs_cwd.gen = gen;
+		vfs_cwd.ino = ino;
+		snprintf(vfs_cwd.path, sizeof(vfs_cwd.path), "%s", abs);
+	}
 	pthread_rwlock_unlock(&vfs_cwd.lock);
 	if (had && vfs_mount_valid(om, ogen))
 		(void)om->ops->release(om->b, oino);
 }
 
+void vfs_cwd_set(struct vfs_mount *m, unsigned gen, vol_ino_t ino, const char *abs)
+{
+	vfs_cwd_replace(true, m, gen, ino, abs);
+}
+
 void vfs_cwd_clear(void)
 {
-	struct vfs_mount *om;
-	vol_ino_t oino;
-	unsigned ogen;
-	bool had;
-
 	if (vfs_nmounts == 0)
 		return;
 	/* A chdir away before the PWD was adopted: it no longer applies. */
 	atomic_store(&vfs_pwd_flag, false);
-	pthread_rwlock_wrlock(&vfs_cwd.lock);
-	had = vfs_cwd.set;
-	om = vfs_cwd.m;
-	oino = vfs_cwd.ino;
-	ogen = vfs_cwd.gen;
-	vfs_cwd.set = false;
-	pthread_rwlock_unlock(&vfs_cwd.lock);
-	if (had && vfs_mount_valid(om, ogen))
-		(void)om->ops->release(om->b, oino);
+	vfs_cwd_replace(false, NULL, 0, 0, NULL);
 }
 
 int vfs_cwd_get(char *buf, size_t n)
