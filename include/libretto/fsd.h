@@ -23,11 +23,17 @@
  *                messages only)   fds: image
  *                fsd mounts the image with vol_mount(VOL_NO_TICK) (replaying
  *                the journal of a crashed predecessor) and ticks it itself.
+ *                Reply: committed=N, vol_committed_seq() right after the
+ *                mount: the last transaction the previous fsd committed.
  *                Errors: EEXIST id in use, EINVAL/EUCLEAN/EIO vol_mount's.
  *   vol_del      keys: id=     vol_unmount (clean); refused with EBUSY while
  *                a session uses the volume.
  *   session_add  keys: id= (non-zero), vol=, pid=, uid=, gid=,
  *                groups=G[,G...] (at most 16, optional), adopt=0|1,
+ *                committed=N (optional, adopt=1: the committed= of the
+ *                first vol_add after the fsd that last took the session;
+ *                absent: this fsd's own mount's, right when that fsd was
+ *                its predecessor),
  *                uids=R,E,S,FS and gids=R,E,S,FS (optional: the real,
  *                effective, saved and file-system ids of pid; absent, uid=
  *                and gid= alone)
@@ -106,8 +112,14 @@
  * Before the commit, fsd records in the session's state memfd, per slot,
  * the request id, its result and the journal sequence of its transaction.
  * A successor adopting the session publishes the recorded result of a
- * request whose transaction committed (vol_committed_seq()), and runs the
- * others again (their changes never reached the journal).
+ * request whose transaction committed, and runs the others again (their
+ * changes never reached the journal), forgetting their records.
+ * "Committed" means: seq <= what the first mount after the recording fsd
+ * found committed (vol_committed_seq() at that mount; session_add's
+ * committed=).  Never the live value: a replay skips the lost
+ * transaction's sequence and the successor's own commits soon pass it, so
+ * a later value would make a lost change look committed (fsd_kill's
+ * "record LOST", fixed with test_fsd_proto's test_adopt_late).
  */
 
 #define FSD_MSG_MAX 65536

@@ -37,6 +37,15 @@ struct fsd_vol {
 	char mount[PATH_MAX];
 	unsigned nsessions;
 	bool dirty;              /* a request of this batch changed it */
+	/*
+	 * vol_committed_seq() right after the mount: the last transaction the
+	 * predecessor committed.  Adoption must judge the predecessor's records
+	 * against this value, never against the live one: once this fsd has
+	 * committed its own transactions, their sequences overtake the
+	 * predecessor's uncommitted one (the replay skips past it), and a
+	 * record of that lost transaction would look committed.
+	 */
+	uint64_t mount_committed;
 };
 
 /* Lock owners a session used, so that its end drops their locks. */
@@ -53,6 +62,7 @@ struct fsd_session {
 	int region_fd, bell_fd, state_fd;
 	void *rg;
 	struct fsd_state *st;
+	uint64_t judge;                  /* adoption: records with seq <= judge committed */
 	uint64_t requests, refused;
 	uint64_t owners[FSD_SESSION_OWNERS];
 	unsigned nowners;
@@ -629,6 +639,7 @@ static int cmd_vol_add(const struct kv *kv, const int *fds, int nfds, const char
 	fv->id = id;
 	fv->nsessions = 0;
 	fv->dirty = false;
+	fv->mount_committed = vol_committed_seq(fv->v);
 	snprintf(fv->mount, sizeof(fv->mount), "%s", mount);
 	fsd_log("volume %llu mounted (%s at %s)", (unsigned long long)id,
 		kv_get(kv, "image") ? kv_get(kv, "image") : "?", mount);
@@ -708,7 +719,7 @@ static void adopt(struct fsd_session *s)
 {
 	struct fsd_state *st = s->st;
 	struct vol *v = s->vol->v;
-	uint64_t committed = vol_committed_seq(v);
+	uint64_t committed = s->judge;
 	uint32_t n = st->nhandles < FSD_MAX_HANDLES ? st->nhandles : FSD_MAX_HANDLES;
 	unsigned stale = 0, held = 0, replayed = 0, rerun = 0;
 
@@ -756,6 +767,13 @@ static void adopt(struct fsd_session *s)
 
 			if (fsd_req_modifies(&fake) && rec->seq && rec->seq <= committed)
 				rec->status = FSD_REC_COMMITTED;
+			else
+				/*
+				 * Lost with its transaction: forget the result, so that
+				 * no later fsd (whose committed sequence will have passed
+				 * this one) mistakes it for a committed answer.
+				 */
+				rec->status = FSD_REC_NONE;
 		}
 		if (rec->status == FSD_REC_COMMITTED) {
 			apply(s, rec, true);
@@ -799,7 +817,7 @@ static int cmd_session_add(const struct kv *kv, const int *fds, int nfds, const 
 	struct fsd_session *s = NULL;
 	struct fsd_vol *fv;
 	struct fsd_region *hdr;
-	uint64_t id, vid, pid, uid, gid, adopt_flag = 0;
+	uint64_t id, vid, pid, uid, gid, adopt_flag = 0, judge = 0;
 	struct epoll_event ev = { .events = EPOLLIN };
 	unsigned idx = 0;
 	int err;
@@ -807,7 +825,8 @@ static int cmd_session_add(const struct kv *kv, const int *fds, int nfds, const 
 	if (get_u64(kv, "id", &id) || id == 0 || id > 0xffff || get_u64(kv, "vol", &vid) ||
 	    get_u64(kv, "pid", &pid) || get_u64(kv, "uid", &uid) || get_u64(kv, "gid", &gid) ||
 	    uid > UINT32_MAX || gid > UINT32_MAX || nfds != 3 ||
-	    (kv_get(kv, "adopt") && (get_u64(kv, "adopt", &adopt_flag) || adopt_flag > 1))) {
+	    (kv_get(kv, "adopt") && (get_u64(kv, "adopt", &adopt_flag) || adopt_flag > 1)) ||
+	    (kv_get(kv, "committed") && get_u64(kv, "committed", &judge))) {
 		*why = "bad_args";
 		return -EINVAL;
 	}
@@ -887,6 +906,16 @@ static int cmd_session_add(const struct kv *kv, const int *fds, int nfds, const 
 	s->region_fd = fds[0];
 	s->bell_fd = fds[1];
 	s->state_fd = fds[2];
+	/*
+	 * The records were written by the fsd that last served the session;
+	 * what it committed is what the first mount after it found
+	 * (committed=, from the supervisor), which is our own mount's value
+	 * when that fsd was our predecessor.  Never a later value: sequences
+	 * of our own commits overtake the predecessor's lost transaction.
+	 */
+	s->judge = kv_get(kv, "committed") ? judge : fv->mount_committed;
+	if (s->judge > fv->mount_committed)
+		s->judge = fv->mount_committed;
 	fv->nsessions++;
 	if (!adopt_flag) {
 		memset(s->st, 0, sizeof(*s->st));
@@ -1011,6 +1040,14 @@ static int ctl_handle(void)
 	cmd = kv.pair[0].key;
 	if (!strcmp(cmd, "vol_add")) {
 		err = cmd_vol_add(&kv, fds, nfds, &why);
+		if (!err) {
+			struct fsd_vol *fv = vol_by_id(strtoull(kv_get(&kv, "id"), NULL, 10));
+
+			/* The supervisor keeps it for sessions a later fsd adopts (fsd.h). */
+			if (fv)
+				kv_buf_add(&b, '\n', "committed", "%llu",
+					   (unsigned long long)fv->mount_committed);
+		}
 	} else if (!strcmp(cmd, "vol_del")) {
 		err = cmd_vol_del(&kv, &why);
 	} else if (!strcmp(cmd, "session_add")) {
@@ -1070,9 +1107,14 @@ static int run(void)
 						if (F.vols[k].used)
 							vol_tick(F.vols[k].v);
 			} else if (tag == TAG_BELL && idx < FSD_MAX_SESSIONS && F.sess[idx].used) {
-				/* Drain only; the batch scans the slots themselves. */
-				while (read(F.sess[idx].bell_fd, &v, sizeof(v)) == sizeof(v))
-					;
+				/*
+				 * Drain only; the batch scans the slots themselves.  One
+				 * read takes the whole count (not a semaphore eventfd); a
+				 * ring after it makes the descriptor readable again, so a
+				 * second read would only ever fail with EAGAIN (one
+				 * wasted system call per request).
+				 */
+				(void)!read(F.sess[idx].bell_fd, &v, sizeof(v));
 			}
 		}
 	}

@@ -64,6 +64,7 @@ struct fsup_vol {
 	char mount[PATH_MAX];
 	unsigned nsessions;
 	bool mounted;            /* the running fsd has it (vol_add succeeded) */
+	unsigned mounts;         /* successful vol_adds so far (one per fsd that mounted it) */
 };
 
 /* A session: its region (mapped here too), doorbell and fsd's private state memfd. */
@@ -77,6 +78,17 @@ struct fsup_sess {
 	char groups[200];
 	int region_fd, bell_fd, state_fd;
 	struct fsd_region *rg;
+	/*
+	 * Exactly once across more than one fsd death: the fsd that last took
+	 * the session (mount number `taken` of its volume) wrote the records in
+	 * its state; what that fsd committed is the committed= of the next
+	 * mount's vol_add reply (`bound`).  A later fsd is told it at adoption,
+	 * since its own mount's value may have passed the dead one's lost
+	 * transaction when an fsd in between never adopted this session.
+	 */
+	unsigned taken;
+	bool has_bound;
+	uint64_t bound;
 };
 
 static struct {
@@ -350,21 +362,63 @@ static int send_vol_add(struct fsup_vol *v)
 		 (unsigned long long)v->id, v->mount, v->image);
 	err = fsd_request(text, &v->image_fd, 1);
 	v->mounted = err == 0;
+	if (err == 0) {
+		const char *c = strstr(S.buf, "committed=");
+
+		v->mounts++;
+		if (c && (c == S.buf || c[-1] == '\n')) {
+			uint64_t committed = strtoull(c + 10, NULL, 10);
+
+			for (unsigned i = 0; i < FSD_MAX_SESSIONS; i++) {
+				struct fsup_sess *s = &S.sess[i];
+
+				if (s->used && s->vol == v && !s->has_bound && s->taken + 1 == v->mounts) {
+					s->has_bound = true;
+					s->bound = committed;
+				}
+			}
+		}
+	} else if (err < 0) {
+		/*
+		 * No answer: that fsd may have mounted the volume (and committed)
+		 * before it died, so no later mount's value is safe for records
+		 * still waiting for theirs.  0: the successor runs their requests
+		 * again (at worst twice) rather than answer a change that may
+		 * be lost.
+		 */
+		for (unsigned i = 0; i < FSD_MAX_SESSIONS; i++) {
+			struct fsup_sess *s = &S.sess[i];
+
+			if (s->used && s->vol == v && !s->has_bound && s->taken == v->mounts) {
+				s->has_bound = true;
+				s->bound = 0;
+			}
+		}
+	}
 	return err;
 }
 
 static int send_session_add(struct fsup_sess *s, bool adopt)
 {
-	char text[640];
+	char text[700], bound[40] = "";
 	int fds[3] = { s->region_fd, s->bell_fd, s->state_fd };
+	int err;
 
+	if (adopt && s->has_bound)
+		snprintf(bound, sizeof(bound), "committed=%llu\n", (unsigned long long)s->bound);
 	snprintf(text, sizeof(text), "session_add\nid=%llu\nvol=%llu\npid=%d\nuid=%u\ngid=%u\n"
-		 "uids=%u,%u,%u,%u\ngids=%u,%u,%u,%u\n%s%s%sadopt=%d\n",
+		 "uids=%u,%u,%u,%u\ngids=%u,%u,%u,%u\n%s%s%s%sadopt=%d\n",
 		 (unsigned long long)s->id, (unsigned long long)s->vol->id, (int)s->pid, s->uid,
 		 s->gid, s->uids[0], s->uids[1], s->uids[2], s->uids[3], s->gids[0], s->gids[1],
 		 s->gids[2], s->gids[3], s->groups[0] ? "groups=" : "", s->groups,
-		 s->groups[0] ? "\n" : "", adopt ? 1 : 0);
-	return fsd_request(text, fds, 3);
+		 s->groups[0] ? "\n" : "", bound, adopt ? 1 : 0);
+	err = fsd_request(text, fds, 3);
+	if (err == 0) {
+		/* This fsd writes the records from now on. */
+		s->taken = s->vol->mounts;
+		s->has_bound = false;
+	}
+	return err;
 }
 
 /*

@@ -87,7 +87,9 @@ int vol_tick(struct vol *v);
  * Journal sequence numbers, for libretto-fsd's exactly-once answers across
  * its own crash (include/libretto/fsd.h).  vol_running_seq(): the sequence
  * (jbd2 tid) of the transaction that collects changes now: every change of
- * an operation that has returned is in a transaction with a sequence <= it.
+ * an operation that has returned is in a transaction with a sequence <= it
+ * (while that transaction holds no change yet, the committed sequence: all
+ * is committed; vol_sync then commits nothing).
  * vol_committed_seq(): the sequence of the last transaction known committed
  * to the journal, including, right after vol_mount, the last one found in
  * (or replayed from) the journal; after vol_sync returns 0 it is >= the

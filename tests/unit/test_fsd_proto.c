@@ -689,6 +689,80 @@ static void test_adopt(void *b)
 	munmap(st, fsd_state_size());
 }
 
+/*
+ * Regression (fsd_kill's "record LOST"): the successor adopts session 1,
+ * serves it and commits, and only then adopts session 2, whose request
+ * the dead fsd had run in a transaction that never committed (recorded
+ * DONE with sequence 1, the fake volume's first).  By then the live
+ * committed sequence has passed 1; the successor must judge the record by
+ * what was committed when it mounted (0) and run the request, not publish
+ * the recorded answer (43) of a change the journal lost.
+ */
+static void test_adopt_late(void *b)
+{
+	const struct vfs_ops *o = &vfs_fsd_ops;
+	int r2 = sealed_memfd(fsd_region_size(), true), s2 = sealed_memfd(fsd_state_size(), true);
+	int b2 = eventfd(0, 0), fds[3] = { r2, b2, s2 };
+	void *rg2 = mmap(NULL, fsd_region_size(), PROT_READ | PROT_WRITE, MAP_SHARED, r2, 0);
+	struct fsd_state *st2 = mmap(NULL, fsd_state_size(), PROT_READ | PROT_WRITE, MAP_SHARED, s2, 0);
+	struct fsd_region *h2 = rg2;
+	struct fsd_slot s, *slot;
+	char text[200];
+	uint64_t one = 1;
+	vol_ino_t ino;
+
+	CHECK(rg2 != MAP_FAILED && st2 != MAP_FAILED);
+	if (rg2 == MAP_FAILED || st2 == MAP_FAILED)
+		return;
+	h2->magic = FSD_REGION_MAGIC;
+	h2->version = FSD_REGION_VERSION;
+	h2->nslots = FSD_SLOTS;
+	h2->slot_data = FSD_SLOT_DATA;
+	h2->size = fsd_region_size();
+	h2->session = 2;
+	st2->magic = FSD_STATE_MAGIC;
+	st2->version = FSD_REGION_VERSION;
+	st2->session = 2;
+	st2->vol = 1;
+	fsd_kill();
+
+	memset(&s, 0, sizeof(s));
+	s.op = FSD_OP_MKDIR;
+	s.ino = VOL_ROOT_INO;
+	s.id = 9101;
+	s.path_len = 4;
+	memcpy(fsd_data_at(rg2, 0), "late", 5);
+	slot = fsd_slot_at(rg2, 0);
+	memcpy((char *)slot + 4, (char *)&s + 4, sizeof(s) - 4);
+	st2->rec[0] = (struct fsd_rec){ .id = 9101, .op = FSD_OP_MKDIR, .status = FSD_REC_DONE,
+					.ret = 43, .seq = 1 };
+	__atomic_store_n(&slot->state, FSD_SLOT_POSTED, __ATOMIC_RELEASE);
+
+	fsd_start();
+	CHECK(vol_add() == 0);
+	CHECK(session_add(1) == 0);
+	/* Session 1 works and commits (the fake volume's sequence moves to 2). */
+	CHECK(o->mkdir(b, VOL_ROOT_INO, "early1", 0755, NULL) == 0);
+	CHECK(o->mkdir(b, VOL_ROOT_INO, "early2", 0755, NULL) == 0);
+	snprintf(text, sizeof(text), "session_add\nid=2\nvol=1\npid=%d\nuid=0\ngid=0\nadopt=1\n",
+		 (int)getpid());
+	CHECK(req(text, fds, 3) == 0);
+	CHECK(write(b2, &one, 8) == 8);
+	for (int k = 0; k < 2000 && __atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) != FSD_SLOT_DONE; k++)
+		usleep(1000);
+	CHECK(slot->state == FSD_SLOT_DONE);
+	CHECK(slot->ret == 0);		/* run again, not the recorded 43 */
+	CHECK(o->lookup(b, VOL_ROOT_INO, "late", 0, &ino) == 0);
+	CHECK(st2->rec[0].status == FSD_REC_PUBLISHED);
+	slot->state = FSD_SLOT_FREE;
+	CHECK(req("session_del\nid=2\n", NULL, 0) == 0);
+	munmap(rg2, fsd_region_size());
+	munmap(st2, fsd_state_size());
+	close(r2);
+	close(s2);
+	close(b2);
+}
+
 int main(int argc, char **argv)
 {
 	char entry[200];
@@ -720,6 +794,7 @@ int main(int argc, char **argv)
 		test_concurrent(b);
 		test_hostile();
 		test_adopt(b);
+		test_adopt_late(b);
 	}
 	free(b);   /* the backend of a process lives until its exit; the test tidies up */
 	CHECK(req("session_del\nid=1\n", NULL, 0) == 0);
