@@ -1,5 +1,6 @@
 /* librettod's supervision of libretto-fsd: starting, watching (pidfd, ping), restarting it, and the volumes and sessions that outlive it. */
 #include "librettod/fsd_sup.h"
+#include "librettod/srv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -113,70 +114,6 @@ static struct {
 	char buf[FSD_MSG_MAX];
 } S = { .epfd = -1, .timer_fd = -1, .ping_fd = -1, .pidfd = -1, .ctl = -1 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void timer_set_ms(unsigned ms)
-{
-	/* A zero it_value disarms a timerfd: "now" is one nanosecond. */
-	struct itimerspec its = {
-		.it_value = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L + 1 },
-	};
-
-	timerfd_settime(S.timer_fd, 0, &its, NULL);
-}
-
-/*
- * The fsd binary: $LIBRETTO_FSD, else libretto-fsd next to librettod's own
- * executable (installed), else ../fsd/libretto-fsd from it (the build tree).
- */
-static int fsd_find(void)
-{
-	const char *env = getenv("LIBRETTO_FSD");
-	char self[PATH_MAX - 64], cand[2][PATH_MAX];
-	ssize_t n;
-	char *slash;
-
-	if (env && *env) {
-		if (access(env, X_OK) == 0) {
-			snprintf(S.path, sizeof(S.path), "%s", env);
-			return 0;
-		}
-		snprintf(S.reason, sizeof(S.reason), "LIBRETTO_FSD=%.300s is not an executable (%s)",
-			 env, strerror(errno));
-		return -ENOENT;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0) {
-		snprintf(S.reason, sizeof(S.reason), "cannot find librettod's own path; set LIBRETTO_FSD");
-		return -ENOENT;
-	}
-	self[n] = '\0';
-	slash = strrchr(self, '/');
-	if (slash)
-		*slash = '\0';
-	snprintf(cand[0], sizeof(cand[0]), "%s/libretto-fsd", self);
-	snprintf(cand[1], sizeof(cand[1]), "%s/../fsd/libretto-fsd", self);
-	for (int i = 0; i < 2; i++)
-		if (access(cand[i], X_OK) == 0) {
-			snprintf(S.path, sizeof(S.path), "%s", cand[i]);
-			return 0;
-		}
-	snprintf(S.reason, sizeof(S.reason), "libretto-fsd not found (looked for %.160s and %.160s; "
-		 "set LIBRETTO_FSD)", cand[0], cand[1]);
-	return -ENOENT;
-}
-
-static bool is_pong(const char *reply)
-{
-	return !strncmp(reply, "pong=", 5) || strstr(reply, "\npong=") != NULL;
-}
-
 /*
  * One request and its reply (in S.buf).  Returns the reply's errno value
  * (0, or positive with "error=" in S.buf), or -errno when fsd did not
@@ -184,78 +121,8 @@ static bool is_pong(const char *reply)
  */
 static int fsd_request(const char *text, const int *fds, int nfds)
 {
-	uint64_t deadline = mono_ms() + FSD_REQ_TIMEOUT_MS;
-	const char *e;
-	int n, err;
-
-	if (S.ctl < 0)
-		return -ENOTCONN;
-	err = ctl_send(S.ctl, text, strlen(text), fds, nfds);
-	if (err)
-		return err;
-	for (;;) {
-		struct pollfd p = { .fd = S.ctl, .events = POLLIN };
-		int got[CTL_MAX_FDS], ngot = CTL_MAX_FDS;
-		uint64_t now = mono_ms();
-
-		if (now >= deadline) {
-			S.stale++;
-			return -ETIMEDOUT;
-		}
-		n = poll(&p, 1, (int)(deadline - now));
-		if (n < 0 && errno != EINTR)
-			return -errno;
-		if (n <= 0)
-			continue;
-		n = ctl_recv(S.ctl, S.buf, sizeof(S.buf), got, &ngot);
-		for (int i = 0; n >= 0 && i < ngot; i++)
-			close(got[i]);
-		if (n == -EAGAIN)
-			continue;
-		if (n < 0)
-			return n;
-		if (n == 0)
-			return -EPIPE;
-		if (S.ping_owed && is_pong(S.buf)) {
-			S.ping_owed = false;
-			continue;
-		}
-		if (S.stale) {
-			S.stale--;
-			continue;
-		}
-		e = strstr(S.buf, "errno=");
-		if (!e || (e != S.buf && e[-1] != '\n'))
-			return -EPROTO;
-		return atoi(e + 6);
-	}
-}
-
-static const char *reply_error(void)
-{
-	static char word[80];
-	const char *e = strstr(S.buf, "error=");
-	size_t len;
-
-	if (!e)
-		return "no reason given";
-	e += 6;
-	len = strcspn(e, "\n");
-	if (len >= sizeof(word))
-		len = sizeof(word) - 1;
-	memcpy(word, e, len);
-	word[len] = '\0';
-	return word;
-}
-
-static void format_status(int st, char *buf, size_t len)
-{
-	if (WIFEXITED(st))
-		snprintf(buf, len, "exit %d", WEXITSTATUS(st));
-	else if (WIFSIGNALED(st))
-		snprintf(buf, len, "signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
-	else
-		snprintf(buf, len, "status 0x%x", (unsigned)st);
+	return srv_request(S.ctl, S.buf, sizeof(S.buf), &S.stale, &S.ping_owed, FSD_REQ_TIMEOUT_MS,
+			   text, fds, nfds);
 }
 
 static void fsd_forget(void)
@@ -338,7 +205,7 @@ static int fsd_spawn(void)
 	S.ctl = sp[0];
 	S.stale = 0;
 	S.ping_owed = false;
-	S.started_ms = mono_ms();
+	S.started_ms = srv_mono_ms();
 	fcntl(S.ctl, F_SETFL, fcntl(S.ctl, F_GETFL) | O_NONBLOCK);
 	S.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	ev.data.u32 = TAG_PIDFD;
@@ -448,7 +315,7 @@ static int fsd_try_start(void)
 		}
 		if (err > 0)
 			ld_log("fsd: volume %s cannot be mounted again: %s (%s); its sessions stay "
-			       "unserved", v->image, reply_error(), strerror(err));
+			       "unserved", v->image, srv_reply_error(S.buf), strerror(err));
 		else
 			nv++;
 	}
@@ -466,7 +333,7 @@ static int fsd_try_start(void)
 		}
 		if (err > 0)
 			ld_log("fsd: session %llu (pid %d) refused on adoption: %s", (unsigned long long)s->id,
-			       (int)s->pid, reply_error());
+			       (int)s->pid, srv_reply_error(S.buf));
 		else
 			ns++;
 	}
@@ -485,13 +352,7 @@ static int fsd_try_start(void)
 
 static unsigned backoff_ms(unsigned quick)
 {
-	unsigned d = FSD_BACKOFF_MS;
-
-	if (quick < FSD_QUICK_MAX)
-		return 0;
-	for (unsigned i = FSD_QUICK_MAX; i < quick && d < FSD_BACKOFF_MAX_MS; i++)
-		d *= 2;
-	return d < FSD_BACKOFF_MAX_MS ? d : FSD_BACKOFF_MAX_MS;
+	return srv_backoff_ms(quick, FSD_QUICK_MAX, FSD_BACKOFF_MS, FSD_BACKOFF_MAX_MS);
 }
 
 static void fsd_attempt(void)
@@ -509,12 +370,12 @@ static void fsd_attempt(void)
 	if (S.quick_deaths <= FSD_QUICK_MAX + 3 || S.quick_deaths % 60 == 0)
 		ld_log("fsd start failed (%u in a row): %s; next try in %u ms", S.quick_deaths,
 		       S.reason, delay);
-	timer_set_ms(delay);
+	srv_timer_set_ms(S.timer_fd, delay);
 }
 
 static void fsd_died(void)
 {
-	uint64_t lived = mono_ms() - S.started_ms;
+	uint64_t lived = srv_mono_ms() - S.started_ms;
 	int st = 0;
 	pid_t pid = S.pid, r;
 	unsigned delay;
@@ -522,7 +383,7 @@ static void fsd_died(void)
 	r = waitpid(pid, &st, WNOHANG);
 	if (r == 0)
 		return;
-	format_status(r == pid ? st : 0, S.last_exit, sizeof(S.last_exit));
+	srv_format_status(r == pid ? st : 0, S.last_exit, sizeof(S.last_exit));
 	fsd_forget();
 	S.quick_deaths = lived < FSD_QUICK_MS ? S.quick_deaths + 1 : 0;
 	delay = backoff_ms(S.quick_deaths);
@@ -538,13 +399,13 @@ static void fsd_died(void)
 		fsd_attempt();
 		return;
 	}
-	timer_set_ms(delay);
+	srv_timer_set_ms(S.timer_fd, delay);
 }
 
 /* Every FSD_PING_MS: one ping in flight at a time; no answer for FSD_HANG_MS: hung. */
 static void fsd_ping_check(void)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = srv_mono_ms();
 
 	if (S.state != FSUP_RUNNING || S.pid <= 0 || S.kill_reason[0])
 		return;
@@ -580,7 +441,7 @@ static void fsd_ctl_readable(void)
 			}
 			return;
 		}
-		if (S.ping_owed && is_pong(S.buf))
+		if (S.ping_owed && srv_is_pong(S.buf))
 			S.ping_owed = false;
 		else if (S.stale)
 			S.stale--;
@@ -616,7 +477,7 @@ int fsd_sup_start(const struct ld_config *cfg)
 	ev.data.u32 = TAG_PING;
 	epoll_ctl(S.epfd, EPOLL_CTL_ADD, S.ping_fd, &ev);
 	timerfd_settime(S.ping_fd, 0, &its, NULL);
-	err = fsd_find();
+	err = srv_find("fsd", S.path, sizeof(S.path), S.reason, sizeof(S.reason));
 	if (err)
 		goto out;
 	err = fsd_try_start();
@@ -624,7 +485,7 @@ int fsd_sup_start(const struct ld_config *cfg)
 		ld_log("fsd start failed: %s; retrying", S.reason);
 		S.state = FSUP_RESTARTING;
 		S.quick_deaths = 1;
-		timer_set_ms(20);
+		srv_timer_set_ms(S.timer_fd, 20);
 		return err;
 	}
 	return 0;
@@ -777,7 +638,7 @@ static void vol_free_if_unused(struct fsup_vol *v)
 		err = fsd_request(text, NULL, 0);
 		if (err)
 			ld_log("fsd: vol_del %s: %s", v->image,
-			       err > 0 ? reply_error() : strerror(-err));
+			       err > 0 ? srv_reply_error(S.buf) : strerror(-err));
 	}
 	if (v->image_fd >= 0)
 		close(v->image_fd);
@@ -845,7 +706,7 @@ int fsd_sup_session_open(int image_fd, const char *image, const char *mount, pid
 		e = send_vol_add(v);
 		if (e) {
 			snprintf(err, errlen, "libretto-fsd cannot mount %s: %s (%s)", image,
-				 e > 0 ? reply_error() : "no answer", strerror(e > 0 ? e : -e));
+				 e > 0 ? srv_reply_error(S.buf) : "no answer", strerror(e > 0 ? e : -e));
 			v->mounted = false;
 			vol_free_if_unused(v);
 			return e > 0 ? -EINVAL : -ENODEV;
@@ -891,7 +752,7 @@ int fsd_sup_session_open(int image_fd, const char *image, const char *mount, pid
 	e = send_session_add(s, false);
 	if (e) {
 		snprintf(err, errlen, "libretto-fsd refused the session: %s (%s)",
-			 e > 0 ? reply_error() : "no answer", strerror(e > 0 ? e : -e));
+			 e > 0 ? srv_reply_error(S.buf) : "no answer", strerror(e > 0 ? e : -e));
 		e = e > 0 ? -e : -ENODEV;
 		goto fail;
 	}
@@ -942,7 +803,7 @@ void fsd_sup_session_close(uint64_t session)
 		err = fsd_request(text, NULL, 0);
 		if (err)
 			ld_log("fsd: session_del %llu: %s", (unsigned long long)session,
-			       err > 0 ? reply_error() : strerror(-err));
+			       err > 0 ? srv_reply_error(S.buf) : strerror(-err));
 	}
 	sess_free(s);
 	v->nsessions--;
@@ -967,11 +828,11 @@ static void fsd_quit_wait(void)
 	err = fsd_request("quit\n", NULL, 0);
 	if (err)
 		ld_log("fsd pid=%d did not acknowledge quit: %s", (int)pid,
-		       err > 0 ? reply_error() : strerror(-err));
-	deadline = mono_ms() + FSD_QUIT_WAIT_MS;
+		       err > 0 ? srv_reply_error(S.buf) : strerror(-err));
+	deadline = srv_mono_ms() + FSD_QUIT_WAIT_MS;
 	for (;;) {
 		struct pollfd p = { .fd = S.pidfd, .events = POLLIN };
-		uint64_t now = mono_ms();
+		uint64_t now = srv_mono_ms();
 
 		if (S.pidfd < 0 || now >= deadline)
 			break;
@@ -979,7 +840,7 @@ static void fsd_quit_wait(void)
 			break;
 	}
 	if (waitpid(pid, &st, WNOHANG) == pid) {
-		format_status(st, S.last_exit, sizeof(S.last_exit));
+		srv_format_status(st, S.last_exit, sizeof(S.last_exit));
 		ld_log("fsd pid=%d stopped: %s", (int)pid, S.last_exit);
 		fsd_forget();
 	} else {
@@ -1031,7 +892,7 @@ int fsd_sup_restart(char *msg, size_t len)
 	if (err) {
 		snprintf(msg, len, "fsd pid %d stopped, but the new one failed: %s", (int)old, S.reason);
 		S.quick_deaths = 1;
-		timer_set_ms(20);
+		srv_timer_set_ms(S.timer_fd, 20);
 		return err;
 	}
 	snprintf(msg, len, "fsd pid %d replaced by pid %d", (int)old, (int)S.pid);

@@ -76,7 +76,7 @@ int srv_find(const char *name, char *path, size_t plen, char *why, size_t wlen)
 	return -ENOENT;
 }
 
-static bool is_pong(const char *reply)
+bool srv_is_pong(const char *reply)
 {
 	return !strncmp(reply, "pong=", 5) || strstr(reply, "\npong=") != NULL;
 }
@@ -117,7 +117,7 @@ int srv_request(int ctl, char *buf, size_t cap, unsigned *stale, bool *ping_owed
 			return n;
 		if (n == 0)
 			return -EPIPE;
-		if (ping_owed && *ping_owed && is_pong(buf)) {
+		if (ping_owed && *ping_owed && srv_is_pong(buf)) {
 			*ping_owed = false;
 			continue;
 		}

@@ -32,6 +32,9 @@ int srv_find(const char *name, char *path, size_t plen, char *why, size_t wlen);
 int srv_request(int ctl, char *buf, size_t cap, unsigned *stale, bool *ping_owed,
 		unsigned timeout_ms, const char *text, const int *fds, int nfds);
 
+/* Whether a reply is the answer to a ping ("pong=" on one of its lines). */
+bool srv_is_pong(const char *reply);
+
 /* The error= text of a reply in buf, up to its line's end (a static buffer), or "no reason given". */
 const char *srv_reply_error(const char *buf);
 
