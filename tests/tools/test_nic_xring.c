@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nic/nic_xring.h"
 
@@ -67,8 +68,9 @@ int main(void)
 	struct xdp_ring_offset off = offsets();
 	struct xring a, b;
 	pthread_t t;
-	uint32_t sent = 0, got = 0, batch = 1, idx, n;
+	uint32_t sent = 0, got = 0, batch = 1, idx, n, last_got = 0;
 	unsigned spins = 0;
+	time_t last_progress = time(NULL);
 
 	xring_init(&a, &a_area, &off, RING);
 	xring_init(&b, &b_area, &off, RING);
@@ -112,9 +114,16 @@ int main(void)
 		}
 		if (n)
 			xring_release(&b);
-		if (++spins > 400000000u) {
-			fprintf(stderr, "FAIL: stuck at sent=%u got=%u\n", sent, got);
-			return 1;
+		/* Stuck means no entry arrived for 20 s: a spin count alone would
+		 * fail when the other thread gets no CPU on a loaded machine. */
+		if (++spins % 1000000u == 0) {
+			if (got != last_got) {
+				last_got = got;
+				last_progress = time(NULL);
+			} else if (time(NULL) - last_progress > 20) {
+				fprintf(stderr, "FAIL: stuck at sent=%u got=%u\n", sent, got);
+				return 1;
+			}
 		}
 	}
 	pthread_join(t, NULL);
