@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 
+#include "common/ctlfd.h"
 #include "common/kv.h"
 #include "fsd/req.h"
 #include "fsd/sandbox.h"
@@ -1131,17 +1132,12 @@ int main(int argc, char **argv)
 	struct itimerspec its = { .it_value = { .tv_sec = 1 }, .it_interval = { .tv_sec = 1 } };
 	struct epoll_event ev = { .events = EPOLLIN };
 	bool sandbox = true;
-	long fd = -1;
-	int type;
-	socklen_t tl = sizeof(type);
-	char *end;
+	const char *ctl_arg = NULL;
+	int fd = -1, err = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--control-fd") && i + 1 < argc) {
-			errno = 0;
-			fd = strtol(argv[++i], &end, 10);
-			if (errno || *end || fd < 0 || fd > INT32_MAX)
-				fd = -1;
+			ctl_arg = argv[++i];
 		} else if (!strcmp(argv[i], "--no-sandbox")) {
 			sandbox = false;
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -1152,12 +1148,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (fd < 0) {
+	if (!ctl_arg || (err = ctlfd_parse(ctl_arg, &fd)) == -EINVAL) {
 		usage(stderr);
 		return 2;
 	}
-	if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_SEQPACKET) {
-		fsd_log("--control-fd %ld is not a SOCK_SEQPACKET socket", fd);
+	if (err) {
+		fsd_log("--control-fd %d is not a SOCK_SEQPACKET socket", fd);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

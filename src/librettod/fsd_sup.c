@@ -149,13 +149,7 @@ static void fsd_forget(void)
 
 static void fsd_kill_reap(void)
 {
-	int st;
-
-	if (S.pid > 0) {
-		kill(S.pid, SIGKILL);
-		while (waitpid(S.pid, &st, 0) < 0 && errno == EINTR)
-			;
-	}
+	srv_kill_reap(S.pid);
 	fsd_forget();
 }
 
@@ -163,13 +157,9 @@ static void fsd_child(int sock) __attribute__((noreturn));
 static void fsd_child(int sock)
 {
 	char *const argv[] = { "libretto-fsd", "--control-fd", "3", NULL };
-	sigset_t none;
 	int a;
 
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGHUP, SIG_DFL);
-	signal(SIGPIPE, SIG_DFL);
+	srv_child_reset();
 	a = fcntl(sock, F_DUPFD, 16);
 	if (a < 0 || dup2(a, 3) < 0)
 		_exit(127);
@@ -185,28 +175,16 @@ static int fsd_spawn(void)
 	int sp[2], err;
 	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
-		err = -errno;
-		snprintf(S.reason, sizeof(S.reason), "socketpair: %s", strerror(-err));
-		return err;
-	}
-	pid = fork();
-	if (pid < 0) {
-		err = -errno;
-		close(sp[0]);
-		close(sp[1]);
-		snprintf(S.reason, sizeof(S.reason), "fork: %s", strerror(-err));
-		return err;
-	}
+	pid = srv_fork_ctl(sp, S.reason, sizeof(S.reason));
+	if (pid < 0)
+		return (int)pid;
 	if (pid == 0)
 		fsd_child(sp[1]);
-	close(sp[1]);
 	S.pid = pid;
 	S.ctl = sp[0];
 	S.stale = 0;
 	S.ping_owed = false;
 	S.started_ms = srv_mono_ms();
-	fcntl(S.ctl, F_SETFL, fcntl(S.ctl, F_GETFL) | O_NONBLOCK);
 	S.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	ev.data.u32 = TAG_PIDFD;
 	if (S.pidfd < 0 || epoll_ctl(S.epfd, EPOLL_CTL_ADD, S.pidfd, &ev) < 0) {

@@ -241,13 +241,8 @@ static void netd_forget(void)
 /* Kill and reap a netd we gave up on (set-up failed).  Bounded: SIGKILL. */
 static void netd_kill_reap(int *status)
 {
-	int st = 0;
+	int st = srv_kill_reap(N.pid);
 
-	if (N.pid > 0) {
-		kill(N.pid, SIGKILL);
-		while (waitpid(N.pid, &st, 0) < 0 && errno == EINTR)
-			;
-	}
 	if (status)
 		*status = st;
 	netd_forget();
@@ -259,14 +254,10 @@ static void netd_child(int sock, int sup) __attribute__((noreturn));
 static void netd_child(int sock, int sup)
 {
 	char *const argv[] = { "libretto-netd", "--control-fd", "3", NULL };
-	sigset_t none;
 	int a, b;
 
 	/* librettod blocks SIGTERM/SIGINT for its signalfd; netd must not inherit that. */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGHUP, SIG_DFL);
-	signal(SIGPIPE, SIG_DFL);
+	srv_child_reset();
 	/*
 	 * fd 3: netd's end.  fd NETD_SUP_FD: a copy of the supervisor's end,
 	 * which netd never uses: it keeps netd's control socket open when
@@ -293,27 +284,15 @@ static int netd_spawn(void)
 	int sp[2], err;
 	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
-		err = -errno;
-		snprintf(N.reason, sizeof(N.reason), "socketpair: %s", strerror(-err));
-		return err;
-	}
-	pid = fork();
-	if (pid < 0) {
-		err = -errno;
-		close(sp[0]);
-		close(sp[1]);
-		snprintf(N.reason, sizeof(N.reason), "fork: %s", strerror(-err));
-		return err;
-	}
+	pid = srv_fork_ctl(sp, N.reason, sizeof(N.reason));
+	if (pid < 0)
+		return (int)pid;
 	if (pid == 0)
 		netd_child(sp[1], sp[0]);
-	close(sp[1]);
 	N.pid = pid;
 	N.ctl = sp[0];
 	N.stale = 0;
 	N.started_ms = srv_mono_ms();
-	fcntl(N.ctl, F_SETFL, fcntl(N.ctl, F_GETFL) | O_NONBLOCK);
 	N.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (N.pidfd < 0) {
 		err = -errno;

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -168,4 +170,51 @@ unsigned srv_backoff_ms(unsigned quick, unsigned quick_max, unsigned base_ms, un
 	for (unsigned i = quick_max; i < quick && d < max_ms; i++)
 		d *= 2;
 	return d < max_ms ? d : max_ms;
+}
+
+pid_t srv_fork_ctl(int sp[2], char *reason, size_t rlen)
+{
+	pid_t pid;
+	int err;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+		err = -errno;
+		snprintf(reason, rlen, "socketpair: %s", strerror(-err));
+		return err;
+	}
+	pid = fork();
+	if (pid < 0) {
+		err = -errno;
+		close(sp[0]);
+		close(sp[1]);
+		snprintf(reason, rlen, "fork: %s", strerror(-err));
+		return err;
+	}
+	if (pid == 0)
+		return 0;
+	close(sp[1]);
+	fcntl(sp[0], F_SETFL, fcntl(sp[0], F_GETFL) | O_NONBLOCK);
+	return pid;
+}
+
+void srv_child_reset(void)
+{
+	sigset_t none;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGHUP, SIG_DFL);
+	signal(SIGPIPE, SIG_DFL);
+}
+
+int srv_kill_reap(pid_t pid)
+{
+	int st = 0;
+
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+	return st;
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t srv_mono_ms(void);
@@ -48,5 +49,22 @@ void srv_format_status(int st, char *buf, size_t len);
  * librettod spin.
  */
 unsigned srv_backoff_ms(unsigned quick, unsigned quick_max, unsigned base_ms, unsigned max_ms);
+
+/*
+ * A new SOCK_SEQPACKET control pair (both ends close-on-exec) and a fork.
+ * Parent: the child's pid, sp[1] closed, sp[0] (the supervisor's end)
+ * non-blocking.  Child: 0, both ends open.  -errno on failure, nothing
+ * left open, the cause ("socketpair: ..", "fork: ..") in reason[rlen].
+ */
+pid_t srv_fork_ctl(int sp[2], char *reason, size_t rlen);
+
+/*
+ * In a forked child before exec: no signal blocked (librettod blocks the
+ * ones its signalfd reads) and SIGHUP, SIGPIPE at their defaults.
+ */
+void srv_child_reset(void);
+
+/* SIGKILL pid (when > 0) and reap it; its waitpid status, 0 when none. */
+int srv_kill_reap(pid_t pid);
 
 #endif

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/ctlfd.h"
 #include "common/kv.h"
 #include "netd/sandbox.h"
 #include "libretto/ctl.h"
@@ -943,18 +944,14 @@ int main(int argc, char **argv)
 {
 	struct netd *n = &g_netd;
 	bool sandbox = true;
-	char *end;
-	long fd = -1;
+	const char *ctl_arg = NULL;
+	int fd = -1, err = 0;
 	unsigned i;
-	int rc, type;
-	socklen_t tl = sizeof(type);
+	int rc;
 
 	for (i = 1; i < (unsigned)argc; i++) {
 		if (!strcmp(argv[i], "--control-fd") && i + 1 < (unsigned)argc) {
-			errno = 0;
-			fd = strtol(argv[++i], &end, 10);
-			if (errno || *end || fd < 0 || fd > INT32_MAX)
-				fd = -1;
+			ctl_arg = argv[++i];
 		} else if (!strcmp(argv[i], "--stats-json") && i + 1 < (unsigned)argc) {
 			json_fd = open(argv[++i], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 			if (json_fd < 0) {
@@ -971,12 +968,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (fd < 0) {
+	if (!ctl_arg || (err = ctlfd_parse(ctl_arg, &fd)) == -EINVAL) {
 		usage(stderr);
 		return 2;
 	}
-	if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_SEQPACKET) {
-		netd_log("--control-fd %ld is not a SOCK_SEQPACKET socket", fd);
+	if (err) {
+		netd_log("--control-fd %d is not a SOCK_SEQPACKET socket", fd);
 		return 2;
 	}
 	/* A vanished supervisor must show as an error, not kill us. */

@@ -284,15 +284,27 @@ static int orphans_release(struct vol *v)
 	return 0;
 }
 
+/*
+ * Under v->mu: read ino, which must still be alive: an inode with no link
+ * left and no reference is free (or about to be), so a handle naming it is
+ * stale.
+ */
+static int live_iread(struct vol *v, vol_ino_t ino, struct ext2_inode_large *in)
+{
+	int err = vol_iread(v, ino, in);
+
+	if (!err && in->i_links_count == 0 && vol_refcount(v, ino) == 0)
+		err = -ESTALE;
+	return err;
+}
+
 int vol_hold(struct vol *v, vol_ino_t ino)
 {
 	struct ext2_inode_large in;
 	int err;
 
 	pthread_mutex_lock(&v->mu);
-	err = vol_iread(v, ino, &in);
-	if (!err && in.i_links_count == 0 && vol_refcount(v, ino) == 0)
-		err = -ESTALE;
+	err = live_iread(v, ino, &in);
 	if (!err)
 		err = vol_ref_get(v, ino);
 	pthread_mutex_unlock(&v->mu);
@@ -703,9 +715,7 @@ int vol_generation(struct vol *v, vol_ino_t ino, uint32_t *gen)
 	int err;
 
 	pthread_mutex_lock(&v->mu);
-	err = vol_iread(v, ino, &in);
-	if (!err && in.i_links_count == 0 && vol_refcount(v, ino) == 0)
-		err = -ESTALE;
+	err = live_iread(v, ino, &in);
 	if (!err)
 		*gen = in.i_generation;
 	pthread_mutex_unlock(&v->mu);

@@ -682,6 +682,34 @@ out:
 	return k;
 }
 
+/*
+ * Under v->mu, before data is written to ino: the volume is writable,
+ * blocks freed in the running transaction are committed (they must not
+ * receive data before it commits, vol_jnl.c), and ino, read into *in, is
+ * a regular file.  A directory: -EISDIR; any other type: notreg (the
+ * callers' system calls answer differently).
+ */
+static int data_write_target(struct vol *v, vol_ino_t ino, struct ext2_inode_large *in, int notreg)
+{
+	int err;
+
+	if (v->flags & VOL_RDONLY)
+		return -EROFS;
+	if (v->nfreed) {
+		err = vol_jnl_commit(v, false);
+		if (err)
+			return err;
+	}
+	err = vol_iread(v, ino, in);
+	if (err)
+		return err;
+	if (LINUX_S_ISDIR(in->i_mode))
+		return -EISDIR;
+	if (!LINUX_S_ISREG(in->i_mode))
+		return notreg;
+	return 0;
+}
+
 ssize_t vol_pwrite(struct vol *v, vol_ino_t ino, const void *buf, size_t n, uint64_t off, unsigned flags,
 		   uint64_t *end)
 {
@@ -691,27 +719,9 @@ ssize_t vol_pwrite(struct vol *v, vol_ino_t ino, const void *buf, size_t n, uint
 	int err;
 
 	pthread_mutex_lock(&v->mu);
-	if (v->flags & VOL_RDONLY) {
-		err = -EROFS;
-		goto out;
-	}
-	/* Blocks freed in the running transaction must not receive data before it commits (vol_jnl.c). */
-	if (v->nfreed) {
-		err = vol_jnl_commit(v, false);
-		if (err)
-			goto out;
-	}
-	err = vol_iread(v, ino, &in);
+	err = data_write_target(v, ino, &in, -EINVAL);
 	if (err)
 		goto out;
-	if (LINUX_S_ISDIR(in.i_mode)) {
-		err = -EISDIR;
-		goto out;
-	}
-	if (!LINUX_S_ISREG(in.i_mode)) {
-		err = -EINVAL;
-		goto out;
-	}
 	size = EXT2_I_SIZE(&in);
 	if (flags & VOL_APPEND)
 		off = size;
@@ -1006,26 +1016,9 @@ int vol_fallocate(struct vol *v, vol_ino_t ino, int mode, uint64_t off, uint64_t
 	if (off + len < off || off + len > VOL_MAX_FILE)
 		return -EFBIG;
 	pthread_mutex_lock(&v->mu);
-	if (v->flags & VOL_RDONLY) {
-		err = -EROFS;
-		goto out;
-	}
-	if (v->nfreed) {
-		err = vol_jnl_commit(v, false);
-		if (err)
-			goto out;
-	}
-	err = vol_iread(v, ino, &in);
+	err = data_write_target(v, ino, &in, -ENODEV);
 	if (err)
 		goto out;
-	if (LINUX_S_ISDIR(in.i_mode)) {
-		err = -EISDIR;
-		goto out;
-	}
-	if (!LINUX_S_ISREG(in.i_mode)) {
-		err = -ENODEV;
-		goto out;
-	}
 	size = EXT2_I_SIZE(&in);
 	end = off + len;
 	if (mode & FALLOC_FL_PUNCH_HOLE) {

@@ -578,6 +578,24 @@ static bool is_dot(const char *n)
 	return n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'));
 }
 
+/*
+ * A new inode of mode (type and permission bits) as vp->name in vp->dir,
+ * which the caller checked does not exist: -EROFS on a read-only volume
+ * first, then the caller must be able to write and search the directory.
+ */
+static int create_new(struct vol *v, const struct vol_path *vp, unsigned mode,
+		      const struct vol_cred *cred, vol_ino_t *ino)
+{
+	int err;
+
+	if (v->flags & VOL_RDONLY)
+		return -EROFS;
+	err = iperm(v, vp->dir, W_OK | X_OK, cred);
+	if (err)
+		return err;
+	return create(v, vp->dir, vp->name, mode, cred, ino);
+}
+
 int vol_open(struct vol *v, vol_ino_t dir, const char *path, int oflags, mode_t mode, const struct vol_cred *cred,
 	     vol_ino_t *ino)
 {
@@ -602,14 +620,7 @@ int vol_open(struct vol *v, vol_ino_t dir, const char *path, int oflags, mode_t 
 			err = -EISDIR;
 			goto out;
 		}
-		if (v->flags & VOL_RDONLY) {
-			err = -EROFS;
-			goto out;
-		}
-		err = iperm(v, vp.dir, W_OK | X_OK, cred);
-		if (err)
-			goto out;
-		err = create(v, vp.dir, vp.name, LINUX_S_IFREG | (mode & 07777), cred, &vp.ino);
+		err = create_new(v, &vp, LINUX_S_IFREG | (mode & 07777), cred, &vp.ino);
 		if (err)
 			goto out;
 		goto ref;
@@ -977,13 +988,7 @@ int vol_mkdir(struct vol *v, vol_ino_t dir, const char *path, mode_t mode, const
 		err = -EEXIST;
 		goto out;
 	}
-	if (v->flags & VOL_RDONLY) {
-		err = -EROFS;
-		goto out;
-	}
-	err = iperm(v, vp.dir, W_OK | X_OK, cred);
-	if (!err)
-		err = create(v, vp.dir, vp.name, LINUX_S_IFDIR | (mode & 07777), cred, &ino);
+	err = create_new(v, &vp, LINUX_S_IFDIR | (mode & 07777), cred, &ino);
 out:
 	vol_maybe_commit(v);
 	pthread_mutex_unlock(&v->mu);

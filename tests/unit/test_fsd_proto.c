@@ -277,6 +277,17 @@ static int sealed_memfd(size_t size, bool seal)
 static int region_fd, bell_fd, state_fd, image_fd;
 static void *rg;
 
+/* The header librettod writes in a fresh (zeroed) region of session id. */
+static void region_head(struct fsd_region *h, uint64_t session)
+{
+	h->magic = FSD_REGION_MAGIC;
+	h->version = FSD_REGION_VERSION;
+	h->nslots = FSD_SLOTS;
+	h->slot_data = FSD_SLOT_DATA;
+	h->size = fsd_region_size();
+	h->session = session;
+}
+
 static void session_make(void)
 {
 	struct fsd_region *h;
@@ -287,12 +298,7 @@ static void session_make(void)
 	image_fd = memfd_create("image", 0);
 	rg = mmap(NULL, fsd_region_size(), PROT_READ | PROT_WRITE, MAP_SHARED, region_fd, 0);
 	h = rg;
-	h->magic = FSD_REGION_MAGIC;
-	h->version = FSD_REGION_VERSION;
-	h->nslots = FSD_SLOTS;
-	h->slot_data = FSD_SLOT_DATA;
-	h->size = fsd_region_size();
-	h->session = 1;
+	region_head(h, 1);
 }
 
 static int session_add(int adopt)
@@ -493,9 +499,7 @@ static void test_nonroot_session(void)
 	CHECK(h != MAP_FAILED);
 	if (h == MAP_FAILED)
 		return;
-	*h = (struct fsd_region){ .magic = FSD_REGION_MAGIC, .version = FSD_REGION_VERSION,
-				  .nslots = FSD_SLOTS, .slot_data = FSD_SLOT_DATA,
-				  .size = fsd_region_size(), .session = 2 };
+	region_head(h, 2);
 	CHECK(req("session_add\nid=2\nvol=1\npid=1\nuid=1000\ngid=100\nuids=1000,1000,x\n", fds, 3) ==
 	      EINVAL);
 	CHECK(req("session_add\nid=2\nvol=1\npid=1\nuid=1000\ngid=100\nuids=1000,1000,1000,1000\n"
@@ -714,12 +718,7 @@ static void test_adopt_late(void *b)
 	CHECK(rg2 != MAP_FAILED && st2 != MAP_FAILED);
 	if (rg2 == MAP_FAILED || st2 == MAP_FAILED)
 		return;
-	h2->magic = FSD_REGION_MAGIC;
-	h2->version = FSD_REGION_VERSION;
-	h2->nslots = FSD_SLOTS;
-	h2->slot_data = FSD_SLOT_DATA;
-	h2->size = fsd_region_size();
-	h2->session = 2;
+	region_head(h2, 2);
 	st2->magic = FSD_STATE_MAGIC;
 	st2->version = FSD_REGION_VERSION;
 	st2->session = 2;

@@ -45,6 +45,16 @@ static int fsck(const char *opt)
 	return run(cmd);
 }
 
+/* e2fsck -fn on the image; its log goes to stderr when it finds anything. */
+static int fsck_clean(void)
+{
+	int st = fsck("-fn");
+
+	if (st)
+		system("cat /tmp/vol-fsck.log >&2");
+	return st;
+}
+
 static struct vol *mount_img(unsigned flags)
 {
 	struct vol *v = NULL;
@@ -633,10 +643,7 @@ static void test_crash(int by_vol)
 		CHECK(get(v, name, buf, sizeof(buf)) == 0 && strcmp(buf, want) == 0);
 	}
 	CHECK(vol_unmount(v) == 0);
-	i = fsck("-fn");
-	CHECK(i == 0);
-	if (i)
-		system("cat /tmp/vol-fsck.log >&2");
+	CHECK(fsck_clean() == 0);
 }
 
 /* An unlinked file still open at a crash is freed by the next mount (orphan list). */
@@ -754,10 +761,7 @@ static void test_stress(void)
 		vol_rename(v, VOL_ROOT_INO, name, VOL_ROOT_INO, to, 0, &root);
 	}
 	CHECK(vol_unmount(v) == 0);
-	i = fsck("-fn");
-	CHECK(i == 0);
-	if (i)
-		system("cat /tmp/vol-fsck.log >&2");
+	CHECK(fsck_clean() == 0);
 	v = mount_img(VOL_RDONLY);
 	CHECK(v != NULL);
 	if (!v)
@@ -861,10 +865,7 @@ static void test_enospc(void)
 		CHECK(vol_statfs(v, &b) == 0 && b.f_bfree == empty.f_bfree);
 	}
 	CHECK(vol_unmount(v) == 0);
-	i = fsck("-fn");
-	CHECK(i == 0);
-	if (i)
-		system("cat /tmp/vol-fsck.log >&2");
+	CHECK(fsck_clean() == 0);
 }
 
 /*
@@ -924,10 +925,7 @@ static void test_falloc_random(void)
 	}
 	vol_release(v, ino);
 	CHECK(vol_unmount(v) == 0);
-	i = fsck("-fn");
-	CHECK(i == 0);
-	if (i)
-		system("cat /tmp/vol-fsck.log >&2");
+	CHECK(fsck_clean() == 0);
 	v = mount_img(VOL_NO_TICK);
 	CHECK(v != NULL);
 	if (!v)
@@ -1043,10 +1041,7 @@ static void test_punch_zero(void)
 	CHECK(bad == 0);
 	vol_release(v, ino);
 	CHECK(vol_unmount(v) == 0);
-	bad = fsck("-fn");
-	CHECK(bad == 0);
-	if (bad)
-		system("cat /tmp/vol-fsck.log >&2");
+	CHECK(fsck_clean() == 0);
 	v = mount_img(VOL_NO_TICK);
 	CHECK(v != NULL);
 	if (!v)
@@ -1103,10 +1098,7 @@ static void test_punch_zero(void)
 	CHECK(vol_lookup(v, VOL_ROOT_INO, "lost+found", 0, &dir) == 0);
 	CHECK(vol_fallocate(v, dir, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) == -EISDIR);
 	CHECK(vol_unmount(v) == 0);
-	bad = fsck("-fn");
-	CHECK(bad == 0);
-	if (bad)
-		system("cat /tmp/vol-fsck.log >&2");
+	CHECK(fsck_clean() == 0);
 }
 
 /*
@@ -1195,12 +1187,10 @@ static void test_crash_loop(void)
 				CHECK(strncmp(buf, "content of r", 12) == 0 || buf[0] == 0);
 		}
 		CHECK(vol_unmount(v) == 0);
-		st = fsck("-fn");
+		st = fsck_clean();
 		CHECK(st == 0);
-		if (st) {
-			system("cat /tmp/vol-fsck.log >&2");
+		if (st)
 			break;
-		}
 	}
 }
 

@@ -247,39 +247,53 @@ static int fsd_sync(void *b, bool durable)
 	return (int)ret_;
 }
 
-static int fsd_lookup(void *b, vol_ino_t dir, const char *path, int flags, vol_ino_t *ino)
+/*
+ * What a request that names paths carries.  The slot starts zeroed, so a
+ * field an op does not use stays 0 as it would when filled by hand.
+ */
+struct path_req {
+	uint32_t op;
+	vol_ino_t ino, ino2;
+	int32_t flags;
+	uint32_t mode;
+	const char *p1, *p2;
+	const struct vol_cred *cred;	/* NULL: fsd uses the session's */
+};
+
+/* The ops that name paths: fill, run, and return r0 in *ino when asked. */
+static int path_call(void *b, const struct path_req *rq, vol_ino_t *ino)
 {
-	CALL_BEGIN(FSD_OP_LOOKUP);
-	s->ino = dir;
-	s->flags = flags;
-	if ((err_ = put_paths(f, i, path, NULL))) {
+	CALL_BEGIN(rq->op);
+	put_cred(f, i, rq->cred);
+	s->ino = rq->ino;
+	s->ino2 = rq->ino2;
+	s->flags = rq->flags;
+	s->mode = rq->mode;
+	if ((err_ = put_paths(f, i, rq->p1, rq->p2))) {
 		release_slot(s);
 		return err_;
 	}
 	CALL_RUN();
-	if (ret_ == 0)
+	if (ret_ == 0 && ino)
 		*ino = (vol_ino_t)s->r0;
 	CALL_END();
 	return (int)ret_;
 }
 
+static int fsd_lookup(void *b, vol_ino_t dir, const char *path, int flags, vol_ino_t *ino)
+{
+	struct path_req rq = { .op = FSD_OP_LOOKUP, .ino = dir, .flags = flags, .p1 = path };
+
+	return path_call(b, &rq, ino);
+}
+
 static int fsd_open(void *b, vol_ino_t dir, const char *path, int oflags, mode_t mode,
 		    const struct vol_cred *cred, vol_ino_t *ino)
 {
-	CALL_BEGIN(FSD_OP_OPEN);
-	put_cred(f, i, cred);
-	s->ino = dir;
-	s->flags = oflags;
-	s->mode = mode;
-	if ((err_ = put_paths(f, i, path, NULL))) {
-		release_slot(s);
-		return err_;
-	}
-	CALL_RUN();
-	if (ret_ == 0)
-		*ino = (vol_ino_t)s->r0;
-	CALL_END();
-	return (int)ret_;
+	struct path_req rq = { .op = FSD_OP_OPEN, .ino = dir, .flags = oflags, .mode = mode,
+			       .p1 = path, .cred = cred };
+
+	return path_call(b, &rq, ino);
 }
 
 static int fsd_ino_op(void *b, uint32_t op, vol_ino_t ino)
@@ -463,81 +477,46 @@ static ssize_t fsd_readdir(void *b, vol_ino_t dir, uint64_t *cookie, void *buf, 
 static int fsd_mkdir(void *b, vol_ino_t dir, const char *path, mode_t mode,
 		     const struct vol_cred *cred)
 {
-	CALL_BEGIN(FSD_OP_MKDIR);
-	put_cred(f, i, cred);
-	s->ino = dir;
-	s->mode = mode & 07777;
-	if ((err_ = put_paths(f, i, path, NULL))) {
-		release_slot(s);
-		return err_;
-	}
-	CALL_RUN();
-	CALL_END();
-	return (int)ret_;
+	struct path_req rq = { .op = FSD_OP_MKDIR, .ino = dir, .mode = mode & 07777,
+			       .p1 = path, .cred = cred };
+
+	return path_call(b, &rq, NULL);
 }
 
 static int fsd_unlink(void *b, vol_ino_t dir, const char *path, int flags,
 		      const struct vol_cred *cred)
 {
-	CALL_BEGIN(FSD_OP_UNLINK);
-	put_cred(f, i, cred);
-	s->ino = dir;
-	s->flags = flags;
-	if ((err_ = put_paths(f, i, path, NULL))) {
-		release_slot(s);
-		return err_;
-	}
-	CALL_RUN();
-	CALL_END();
-	return (int)ret_;
+	struct path_req rq = { .op = FSD_OP_UNLINK, .ino = dir, .flags = flags,
+			       .p1 = path, .cred = cred };
+
+	return path_call(b, &rq, NULL);
 }
 
 static int fsd_rename(void *b, vol_ino_t odir, const char *opath, vol_ino_t ndir,
 		      const char *npath, unsigned flags, const struct vol_cred *cred)
 {
-	CALL_BEGIN(FSD_OP_RENAME);
-	put_cred(f, i, cred);
-	s->ino = odir;
-	s->ino2 = ndir;
-	s->flags = (int32_t)flags;
-	if ((err_ = put_paths(f, i, opath, npath))) {
-		release_slot(s);
-		return err_;
-	}
-	CALL_RUN();
-	CALL_END();
-	return (int)ret_;
+	struct path_req rq = { .op = FSD_OP_RENAME, .ino = odir, .ino2 = ndir,
+			       .flags = (int32_t)flags, .p1 = opath, .p2 = npath, .cred = cred };
+
+	return path_call(b, &rq, NULL);
 }
 
 static int fsd_link(void *b, vol_ino_t ino, vol_ino_t ndir, const char *npath,
 		    const struct vol_cred *cred)
 {
-	CALL_BEGIN(FSD_OP_LINK);
-	put_cred(f, i, cred);
-	s->ino = ino;
-	s->ino2 = ndir;
-	if ((err_ = put_paths(f, i, npath, NULL))) {
-		release_slot(s);
-		return err_;
-	}
-	CALL_RUN();
-	CALL_END();
-	return (int)ret_;
+	struct path_req rq = { .op = FSD_OP_LINK, .ino = ino, .ino2 = ndir,
+			       .p1 = npath, .cred = cred };
+
+	return path_call(b, &rq, NULL);
 }
 
 static int fsd_symlink(void *b, const char *target, vol_ino_t dir, const char *path,
 		       const struct vol_cred *cred)
 {
-	CALL_BEGIN(FSD_OP_SYMLINK);
-	put_cred(f, i, cred);
-	s->ino = dir;
-	if ((err_ = put_paths(f, i, target, path))) {
-		release_slot(s);
-		return err_;
-	}
-	CALL_RUN();
-	CALL_END();
-	return (int)ret_;
+	struct path_req rq = { .op = FSD_OP_SYMLINK, .ino = dir, .p1 = target, .p2 = path,
+			       .cred = cred };
+
+	return path_call(b, &rq, NULL);
 }
 
 static ssize_t fsd_readlink(void *b, vol_ino_t ino, char *buf, size_t n)
