@@ -127,8 +127,14 @@ static struct dirent64 *ipx_dir_next(struct ipx_dir *o)
 	size_t nl;
 
 	if (o->pos >= o->len) {
+		int saved = errno;
 		ssize_t r = getdents64(o->fd, o->buf, sizeof(o->buf));
 
+		/* The end must leave errno as it was: readdir's callers (gnulib's
+		 * savedir in cp -r) set it to 0 and take any change for an error,
+		 * and the volume layer may pass through calls that set it. */
+		if (r == 0)
+			errno = saved;
 		if (r <= 0)
 			return NULL;
 		o->pos = 0;

@@ -56,10 +56,14 @@ static uint64_t my_tag(struct vfs_fsd *f)
 static bool tag_is_stale(struct vfs_fsd *f, uint64_t tag)
 {
 	pid_t pid = (pid_t)(tag >> 32);
+	int saved = errno;
+	bool gone;
 
 	if (pid == getpid())
 		return (uint32_t)tag != f->token;   /* posted by the image before an exec */
-	return pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+	gone = pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+	errno = saved;
+	return gone;
 }
 
 /*
@@ -118,6 +122,7 @@ static int64_t call(struct vfs_fsd *f, unsigned i, bool *abandoned)
 	struct fsd_slot *s = fsd_slot_at(f->rg, i);
 	struct timespec to = { FSD_CALL_WAIT_MS / 1000, (FSD_CALL_WAIT_MS % 1000) * 1000000L };
 	time_t start = 0;
+	int saved_errno = errno;
 
 	*abandoned = false;
 	/* Unique within the session even across fork: the pid above a counter. */
@@ -156,6 +161,9 @@ static int64_t call(struct vfs_fsd *f, unsigned i, bool *abandoned)
 			ring(f);
 		}
 	}
+	/* FUTEX_WAIT fails with EAGAIN when fsd answered first: no trace of it
+	 * may reach the program (a successful call leaves errno alone). */
+	errno = saved_errno;
 	return s->ret;
 }
 
