@@ -30,6 +30,14 @@ if [ -z "$ok" ]; then
 	echo "check: meson test printed no summary" >&2
 	failed=$(( failed + 1 ))
 fi
+# The failing tests' own verdicts, last before the count: a CI report that
+# keeps only the tail of the output still says why (their whole logs are
+# above, from --print-errorlogs, and in meson-logs/testlog.txt).
+if [ "$failed" -gt 0 ]; then
+	echo "check: what the failed tests said:"
+	grep -aE 'FAIL|check failed: ' "$log" | grep -avE '^ *[0-9]+/[0-9]+ |^Fail: |^Summary of Failures' |
+		cut -c1-400 | head -n 20 | sed 's/^/  /'
+fi
 line="${ok:-0} passed, $failed failed"
 [ "${skip:-0}" -gt 0 ] && line="$line, ${skip} skipped"
 echo "$line"
