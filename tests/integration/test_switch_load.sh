@@ -15,8 +15,9 @@
 #           reverse (-R) of a fixed number of bytes (-n, sized to last about
 #           as long or longer), a switch every second during both (at least
 #           half of them must fall in each run).  iperf3's JSON must
-#           show no error; reverse: sum_sent.bytes == sum_received.bytes ==
-#           -n; forward: the server's count at most a TCP window (4 MiB)
+#           show no error; reverse: the peer received all -n bytes (the
+#           server may send one block more: iperf3 does that on Linux
+#           too); forward: the server's count at most a TCP window (4 MiB)
 #           below the client's, because iperf3's server stops counting
 #           before it drained its socket (iperf_check tells why).
 #   redis   redis-benchmark (-t set,get, -n 20000, -c 8, keep-alive) back to
@@ -256,14 +257,20 @@ phase_nginx() {
 }
 
 # ----------------------------------------------------------------- iperf3 --
-# iperf_check NAME JSON BYTES SLACK: no error, the sender counted exactly
-# BYTES (0: a timed run, any), the receiver at most SLACK less.  iperf3's server stops
-# counting when the client's TEST_END arrives on the control connection,
-# without reading what its data socket still holds: a receiver slower than
-# the sender (the library OS, or Linux's own iperf3 -s given a client with
-# -w 4M) counts up to a window less.  So the receiving server's count gets a
-# window of slack; when the server sends (-R) the Linux peer receives, keeps
-# up, and the counts must be equal.
+# iperf_check NAME JSON BYTES SLACK: no error, and
+# * BYTES 0 (a timed run): the receiver counted at most SLACK less than the
+#   sender.  iperf3's server stops counting when the client's TEST_END
+#   arrives on the control connection, without reading what its data socket
+#   still holds: a receiver slower than the sender (the library OS, or
+#   Linux's own iperf3 -s given a client with -w 4M) counts up to a window
+#   less.  So the receiving server's count gets a window of slack.
+# * BYTES N (-n N; the server sends, the Linux peer receives): the receiver
+#   counted every one of the N bytes, and the sender at most one 128 KiB
+#   block more.  iperf3's sender can write one block past -n, and its
+#   receiver stops counting once it has N (Linux's iperf3 -s to the same
+#   client did so in 2 of 20 runs on this machine: sent N + 131072,
+#   received N), so the counts need not be equal, but nothing asked may be
+#   missing.
 iperf_check() {
 	python3 - "$@" <<'PY'
 import json, sys
@@ -283,9 +290,13 @@ secs = end.get("sum_received", {}).get("seconds", 0)
 retr = end.get("sum_sent", {}).get("retransmits", "?")
 print("%s: sent %d, received %d bytes in %.1f s (%.0f Mbit/s), %s retransmits" %
       (name, sent, got, secs, got * 8 / secs / 1e6 if secs else 0, retr), file=sys.stderr)
-if (want and sent != want) or sent <= 0 or got > sent or sent - got > slack:
-    print("%s: sent %d of %d asked, received %d: more than %d bytes apart" % (name, sent, want, got, slack),
-          file=sys.stderr)
+if want:
+    if not want <= got <= sent <= want + 131072:
+        print("%s: %d bytes asked, sent %d, received %d: want asked <= received <= sent <= asked + 131072" %
+              (name, want, sent, got), file=sys.stderr)
+        sys.exit(1)
+elif sent <= 0 or got > sent or sent - got > slack:
+    print("%s: sent %d, received %d: more than %d bytes apart" % (name, sent, got, slack), file=sys.stderr)
     sys.exit(1)
 PY
 }
