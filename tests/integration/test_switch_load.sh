@@ -13,7 +13,7 @@
 #   iperf3  one timed run from the peer to the server (-t
 #           SWITCH_IPERF_SECONDS, default 10; `make soak`: 30), then one
 #           reverse (-R) of a fixed number of bytes (-n, sized to last about
-#           as long or longer), a switch every second during both (at least
+#           as long), a switch every second during both (at least
 #           half of them must fall in each run).  iperf3's JSON must
 #           show no error; reverse: the peer received all -n bytes (the
 #           server may send one block more: iperf3 does that on Linux
